@@ -1,0 +1,52 @@
+/**
+ * Stores one chunk: dedup by digest, else encode with every codec that
+ * accepts it (standalone and against the reference chunks offered), keep
+ * the smallest payload, check that it decodes back to the same bytes
+ * (verify on write: a codec bug must never reach the disk), then write the
+ * object. The raw codec is always a candidate, so no object is larger than
+ * its raw bytes plus a header of at most a few hundred bytes.
+ */
+import { At1Error } from '../errors.js';
+import { encoderCandidates, type Codec, type Level, type RefChunk } from '../codec/index.js';
+import { encodeObject } from '../format/object.js';
+import type { ObjectStore } from '../store/object-store.js';
+import { sha256Hex } from '../util/hash.js';
+
+export interface Reference extends RefChunk {
+  digest: string;
+  depth: number;
+}
+
+export interface StoredChunk {
+  digest: string;
+  /** Bytes written now; 0 when the object existed already. */
+  written: number;
+  codec: string;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+export async function storeChunk(store: ObjectStore, raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level): Promise<StoredChunk> {
+  const digest = sha256Hex(raw);
+  if (await store.has(digest)) return { digest, written: 0, codec: 'dedup' };
+  let best: { codec: Codec; payload: Uint8Array } | undefined;
+  for (const codec of encoderCandidates()) {
+    if (codec.refCount > refs.length) continue;
+    const ctx = { dtype, refs: refs.slice(0, codec.refCount) };
+    if (!codec.accepts(raw.length, ctx)) continue;
+    const payload = codec.encode(raw, ctx, level);
+    if (!best || payload.length < best.payload.length) best = { codec, payload };
+  }
+  if (!best) throw new At1Error('E_INPUT', 'no codec accepts this chunk'); // unreachable: raw accepts all
+  const used = refs.slice(0, best.codec.refCount);
+  const check = best.codec.decode(best.payload, raw.length, { dtype, refs: used });
+  if (!equalBytes(check, raw)) {
+    throw new At1Error('E_INPUT', `codec ${best.codec.name} failed its round-trip check on a ${dtype} chunk; nothing was stored (please report this)`);
+  }
+  const depth = used.length === 0 ? 0 : 1 + Math.max(...used.map((r) => r.depth));
+  const object = encodeObject({ codec: best.codec.id, depth, rawLength: raw.length, dtype, refs: used.map((r) => ({ digest: r.digest, dtype: r.dtype })) }, best.payload);
+  const wrote = await store.put(digest, object);
+  return { digest, written: wrote ? object.length : 0, codec: best.codec.name };
+}

@@ -1,0 +1,163 @@
+/**
+ * A registry: a backend holding `at1-registry.json`, `versions/*.json` and
+ * `objects/`. This class owns opening and creating one and reading
+ * manifests; what is done to versions (add, restore, verify, list) lives in
+ * one file each and takes the registry as its context.
+ */
+import { stat } from 'node:fs/promises';
+import { At1Error } from '../errors.js';
+import { LocalBackend } from '../store/local-backend.js';
+import { ObjectStore } from '../store/object-store.js';
+import type { Backend } from '../store/backend.js';
+import { ChunkReader } from './chunk-reader.js';
+import {
+  CONFIG_FORMAT,
+  CONFIG_FORMAT_VERSION,
+  CONFIG_KEY,
+  DEFAULT_CHUNK_ELEMENTS,
+  DEFAULT_MAX_CHAIN_DEPTH,
+  checkChunkElements,
+  checkDepth,
+  parseConfig,
+  type RegistryConfig,
+} from './config.js';
+import { parseManifest, serializeManifest, type VersionManifest } from './manifest.js';
+import { checkVersionName } from './names.js';
+import { acquireLock, type Lock } from './lock.js';
+import type { Level } from '../codec/types.js';
+
+export const VERSIONS_DIR = 'versions';
+
+export function manifestKey(name: string): string {
+  checkVersionName(name);
+  return `${VERSIONS_DIR}/${name}.json`;
+}
+
+export interface InitOptions {
+  chunkElements?: number;
+  maxChainDepth?: number;
+  level?: Level;
+}
+
+export class Registry {
+  readonly store: ObjectStore;
+  readonly reader: ChunkReader;
+
+  private constructor(
+    readonly backend: Backend,
+    readonly config: RegistryConfig,
+  ) {
+    this.store = new ObjectStore(backend);
+    this.reader = new ChunkReader(this.store);
+  }
+
+  get location(): string {
+    return this.backend.location;
+  }
+
+  /** Open an existing registry in a local directory. */
+  static async open(dir: string): Promise<Registry> {
+    const st = await stat(dir).catch(() => undefined);
+    if (!st) throw new At1Error('E_NOT_FOUND', `registry ${dir} does not exist`);
+    if (!st.isDirectory()) throw new At1Error('E_INPUT', `${dir} is not a directory, so not a registry`);
+    return Registry.openBackend(new LocalBackend(dir));
+  }
+
+  static async openBackend(backend: Backend): Promise<Registry> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await backend.read(CONFIG_KEY);
+    } catch (e) {
+      if (e instanceof At1Error && e.code === 'E_NOT_FOUND') {
+        throw new At1Error('E_NOT_FOUND', `${backend.location} is not an at1 registry (no ${CONFIG_KEY}); create one with 'at1 registry init'`);
+      }
+      throw e;
+    }
+    return new Registry(backend, parseConfig(bytes, backend.location));
+  }
+
+  /**
+   * The configuration a new registry gets. Init writes the configuration
+   * last, after the base version: a directory becomes a registry only once
+   * it is complete (docs/FORMAT.md, "Write order").
+   */
+  static newConfig(opts: InitOptions): RegistryConfig {
+    const chunkElements = opts.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+    const maxChainDepth = opts.maxChainDepth ?? DEFAULT_MAX_CHAIN_DEPTH;
+    if (!checkChunkElements(chunkElements)) throw new At1Error('E_INPUT', `--chunk-elements must be a multiple of 8 between 8 and 2^26, got ${chunkElements}`);
+    if (!checkDepth(maxChainDepth)) throw new At1Error('E_INPUT', `--max-chain-depth must be between 1 and 32, got ${maxChainDepth}`);
+    return {
+      format: CONFIG_FORMAT,
+      formatVersion: CONFIG_FORMAT_VERSION,
+      createdAt: new Date().toISOString(),
+      chunkElements,
+      maxChainDepth,
+      level: opts.level ?? 'max',
+    };
+  }
+
+  /** A registry object for a configuration not yet written (used by init while it stores the base). */
+  static pending(backend: Backend, config: RegistryConfig): Registry {
+    return new Registry(backend, config);
+  }
+
+  async writeConfig(): Promise<void> {
+    const bytes = new TextEncoder().encode(JSON.stringify(this.config, null, 1) + '\n');
+    if (!(await this.backend.write(CONFIG_KEY, bytes, { exclusive: true }))) {
+      throw new At1Error('E_EXISTS', `${this.location} is already a registry`);
+    }
+  }
+
+  lock(command: string): Promise<Lock> {
+    return acquireLock(this.backend, command);
+  }
+
+  async hasVersion(name: string): Promise<boolean> {
+    return (await this.backend.size(manifestKey(name))) !== undefined;
+  }
+
+  async manifest(name: string): Promise<VersionManifest> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.backend.read(manifestKey(name));
+    } catch (e) {
+      if (e instanceof At1Error && e.code === 'E_NOT_FOUND') {
+        throw new At1Error('E_NOT_FOUND', `version ${JSON.stringify(name)} is not in registry ${this.location}`);
+      }
+      throw e;
+    }
+    return parseManifest(bytes, name);
+  }
+
+  /** Names of all versions (manifests present), sorted. */
+  async versionNames(): Promise<string[]> {
+    const keys = await this.backend.list(VERSIONS_DIR);
+    return keys
+      .map((k) => k.key.slice(VERSIONS_DIR.length + 1))
+      .filter((k) => k.endsWith('.json') && !k.includes('/'))
+      .map((k) => k.slice(0, -'.json'.length))
+      .sort();
+  }
+
+  /** All manifests, oldest first (ties by name): the order versions were added. */
+  async manifests(): Promise<VersionManifest[]> {
+    const all = await Promise.all((await this.versionNames()).map((n) => this.manifest(n)));
+    return all.sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.name < b.name ? -1 : 1));
+  }
+
+  /** The base: the version created by init, i.e. the oldest with no parent. */
+  async baseName(): Promise<string> {
+    const root = (await this.manifests()).find((m) => m.parent === null);
+    if (!root) throw new At1Error('E_CORRUPT', `registry ${this.location} has no base version`);
+    return root.name;
+  }
+
+  /** Publish a manifest: exclusive create, so a name can never be overwritten. */
+  async publish(m: VersionManifest): Promise<number> {
+    const bytes = serializeManifest(m);
+    if (!(await this.backend.write(manifestKey(m.name), bytes, { exclusive: true }))) {
+      throw new At1Error('E_EXISTS', `version ${JSON.stringify(m.name)} already exists in ${this.location}`);
+    }
+    return bytes.length;
+  }
+}
