@@ -76,11 +76,7 @@ export class Registry {
     return new Registry(backend, parseConfig(bytes, backend.location));
   }
 
-  /**
-   * The configuration a new registry gets. Init writes the configuration
-   * last, after the base version: a directory becomes a registry only once
-   * it is complete (docs/FORMAT.md, "Write order").
-   */
+  /** The configuration a new registry gets (see init-registry.ts for the write order). */
   static newConfig(opts: InitOptions): RegistryConfig {
     const chunkElements = opts.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
     const maxChainDepth = opts.maxChainDepth ?? DEFAULT_MAX_CHAIN_DEPTH;
@@ -96,16 +92,13 @@ export class Registry {
     };
   }
 
-  /** A registry object for a configuration not yet written (used by init while it stores the base). */
-  static pending(backend: Backend, config: RegistryConfig): Registry {
-    return new Registry(backend, config);
-  }
-
-  async writeConfig(): Promise<void> {
-    const bytes = new TextEncoder().encode(JSON.stringify(this.config, null, 1) + '\n');
-    if (!(await this.backend.write(CONFIG_KEY, bytes, { exclusive: true }))) {
-      throw new At1Error('E_EXISTS', `${this.location} is already a registry`);
+  /** Write a new registry's configuration: exclusive, so an existing registry is never overwritten. */
+  static async create(backend: Backend, config: RegistryConfig): Promise<Registry> {
+    const bytes = new TextEncoder().encode(JSON.stringify(config, null, 1) + '\n');
+    if (!(await backend.write(CONFIG_KEY, bytes, { exclusive: true }))) {
+      throw new At1Error('E_EXISTS', `${backend.location} is already a registry`);
     }
+    return new Registry(backend, config);
   }
 
   lock(command: string): Promise<Lock> {

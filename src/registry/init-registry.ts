@@ -1,0 +1,41 @@
+/**
+ * init: create a registry in an empty (or new) directory with a base
+ * version. Write order: the configuration first (exclusive create), then the
+ * base like any add. If init is interrupted after the configuration, the
+ * directory is a valid registry with no versions yet, and running the same
+ * init again resumes it by adding the base.
+ */
+import { mkdir, readdir, stat } from 'node:fs/promises';
+import { At1Error } from '../errors.js';
+import { LocalBackend } from '../store/local-backend.js';
+import { addVersion, type AddOptions, type AddResult } from './add-version.js';
+import { CONFIG_KEY } from './config.js';
+import { Registry, type InitOptions } from './registry.js';
+
+/** What an interrupted init may have left, and nothing else. */
+const OWN_ENTRIES = new Set([CONFIG_KEY, 'objects', 'versions', 'tmp', 'lock']);
+
+export async function initRegistry(dir: string, basePath: string, opts: InitOptions & Omit<AddOptions, 'parent'> = {}): Promise<{ registry: Registry; base: AddResult }> {
+  const config = Registry.newConfig(opts); // option errors before touching the disk
+  const src = await stat(basePath).catch(() => undefined);
+  if (!src) throw new At1Error('E_NOT_FOUND', `${basePath} does not exist`);
+  const st = await stat(dir).catch(() => undefined);
+  if (st && !st.isDirectory()) throw new At1Error('E_INPUT', `${dir} exists and is not a directory`);
+  let registry: Registry;
+  if (st) {
+    const entries = await readdir(dir);
+    const foreign = entries.filter((e) => !OWN_ENTRIES.has(e));
+    if (foreign.length > 0) throw new At1Error('E_INPUT', `${dir} is not empty (it holds ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''}); init needs a new or empty directory`);
+  } else {
+    await mkdir(dir, { recursive: true });
+  }
+  const backend = new LocalBackend(dir);
+  if ((await backend.size(CONFIG_KEY)) !== undefined) {
+    registry = await Registry.openBackend(backend);
+    if ((await registry.versionNames()).length > 0) throw new At1Error('E_EXISTS', `${dir} is already a registry`);
+  } else {
+    registry = await Registry.create(backend, config);
+  }
+  const base = await addVersion(registry, basePath, { ...opts, parentName: null });
+  return { registry, base };
+}
