@@ -1,0 +1,142 @@
+/** `at1 registry …`: init, add, get, verify, list. Each is a thin wrapper over the library call of the same name. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { add } from '../registry/add.js';
+import { initRegistry } from '../registry/init-registry.js';
+import { listRegistry, type FamilyListing } from '../registry/list.js';
+import { Registry } from '../registry/registry.js';
+import { getVersion } from '../registry/restore.js';
+import { verifyRegistry, type VerifyReport } from '../registry/verify.js';
+import type { Level } from '../codec/types.js';
+import { EXIT, formatBytes, printJson, progressBar, say, table } from './output.js';
+
+function intArg(v: string): number {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError('expected a whole number');
+  return Number(v);
+}
+
+const levelOption = (): Option => new Option('--level <level>', 'codec effort: max (smallest) or fast').choices(['fast', 'max']);
+
+function ratio(stored: number, raw: number): string {
+  return (stored / Math.max(1, raw)).toFixed(3);
+}
+
+export function printListing(l: FamilyListing): void {
+  const rows = [['VERSION', 'PARENT', 'RAW BYTES', 'STORED BYTES', 'RATIO']];
+  for (const v of l.versions) rows.push([v.name, v.parent ?? '-', String(v.rawBytes), String(v.storedBytes), v.ratio.toFixed(3)]);
+  rows.push([`total (${l.total.versions} versions)`, '', String(l.total.rawBytes), String(l.total.storedBytes), l.total.ratio.toFixed(3)]);
+  say(table(rows, [false, false, true, true, true]));
+}
+
+export function printVerify(r: VerifyReport): void {
+  for (const v of r.versions) {
+    say(`${v.version}: ${v.ok ? 'ok' : 'FAILED'} (${v.tensors} tensors, ${formatBytes(v.bytes)})`);
+    for (const f of v.failures) say(`  ${f.tensor !== undefined ? `tensor ${JSON.stringify(f.tensor)}` : `file ${f.file}`}: ${f.reason}`);
+  }
+  say(r.ok ? 'integrity: PASS (SHA-256)' : 'integrity: FAIL');
+}
+
+export function registryCommand(): Command {
+  const reg = new Command('registry').description('keep a model family: the base once, every version as a verified delta');
+
+  reg
+    .command('init')
+    .description('create a registry in DIR with BASE as its first version')
+    .argument('<base>', 'the base model: a .safetensors file')
+    .argument('<dir>', 'a new or empty directory for the registry')
+    .option('--name <name>', "the base version's name (default: the file's stem)")
+    .option('--chunk-elements <n>', 'elements per stored chunk (multiple of 8; default 2097152)', intArg)
+    .option('--max-chain-depth <n>', 'longest delta chain a restore may follow (default 8)', intArg)
+    .addOption(levelOption().default('max'))
+    .option('--json', 'print the result as JSON')
+    .action(async (base: string, dir: string, o: { name?: string; chunkElements?: number; maxChainDepth?: number; level: Level; json?: boolean }) => {
+      const p = progressBar(o);
+      try {
+        const { base: r } = await initRegistry(dir, base, { name: o.name, chunkElements: o.chunkElements, maxChainDepth: o.maxChainDepth, level: o.level, onProgress: p.onProgress });
+        p.stop();
+        const m = r.manifest;
+        if (o.json) printJson({ registry: dir, base: m.name, rawBytes: m.stats.rawBytes, storedBytes: r.storedBytes, ratio: r.storedBytes / m.stats.rawBytes });
+        else say(`created registry ${dir} with base ${m.name}: ${m.stats.rawBytes} bytes stored in ${r.storedBytes} (ratio ${ratio(r.storedBytes, m.stats.rawBytes)})`);
+      } finally {
+        p.stop();
+      }
+    });
+
+  reg
+    .command('add')
+    .description('add FILE to the registry as a new version, delta-coded against its parent')
+    .argument('<dir>', 'the registry')
+    .argument('<file>', 'a .safetensors file')
+    .option('--name <name>', "the version's name (default: the file's stem)")
+    .option('--parent <name>', 'the version to encode against (default: the base)')
+    .addOption(levelOption())
+    .option('--json', 'print the result as JSON')
+    .action(async (dir: string, file: string, o: { name?: string; parent?: string; level?: Level; json?: boolean }) => {
+      const registry = await Registry.open(dir);
+      const p = progressBar(o);
+      try {
+        const r = await add(registry, file, { name: o.name, parent: o.parent, level: o.level, onProgress: p.onProgress });
+        p.stop();
+        const m = r.manifest;
+        if (o.json) printJson({ name: m.name, parent: m.parent, rawBytes: m.stats.rawBytes, storedBytes: r.storedBytes, ratio: r.storedBytes / m.stats.rawBytes, sha256: m.files[0]?.sha256 });
+        else say(`added ${m.name} (parent ${m.parent}): ${m.stats.rawBytes} bytes stored in ${r.storedBytes} (ratio ${ratio(r.storedBytes, m.stats.rawBytes)})`);
+      } finally {
+        p.stop();
+      }
+    });
+
+  reg
+    .command('get')
+    .description('restore version NAME byte-exact to --out, verifying every SHA-256 on the way')
+    .argument('<dir>', 'the registry')
+    .argument('<name>', 'the version')
+    .requiredOption('--out <file>', 'where to write the restored file (written atomically)')
+    .option('--json', 'print the result as JSON')
+    .action(async (dir: string, name: string, o: { out: string; json?: boolean }) => {
+      const registry = await Registry.open(dir);
+      const p = progressBar(o);
+      try {
+        const r = await getVersion(registry, name, o.out, { onProgress: p.onProgress });
+        p.stop();
+        if (o.json) printJson({ ...r, integrity: 'PASS' });
+        else {
+          say(`restored ${name} to ${o.out}: ${r.bytes} bytes, sha256 ${r.sha256}`);
+          say('integrity: PASS (SHA-256)');
+        }
+      } finally {
+        p.stop();
+      }
+    });
+
+  reg
+    .command('verify')
+    .description('recompute every SHA-256 of one version (or all) from the stored objects')
+    .argument('<dir>', 'the registry')
+    .argument('[name]', 'one version (default: every version)')
+    .option('--json', 'print the report as JSON')
+    .action(async (dir: string, name: string | undefined, o: { json?: boolean }) => {
+      const registry = await Registry.open(dir);
+      const p = progressBar(o);
+      let report: VerifyReport;
+      try {
+        report = await verifyRegistry(registry, name, p.onProgress);
+      } finally {
+        p.stop();
+      }
+      if (o.json) printJson({ integrity: report.ok ? 'PASS' : 'FAIL', ...report });
+      else printVerify(report);
+      if (!report.ok) process.exitCode = EXIT.integrity;
+    });
+
+  reg
+    .command('list')
+    .description('every version: its parent, raw size, size on disk and ratio; and the family total')
+    .argument('<dir>', 'the registry')
+    .option('--json', 'print the listing as JSON')
+    .action(async (dir: string, o: { json?: boolean }) => {
+      const l = await listRegistry(await Registry.open(dir));
+      if (o.json) printJson(l);
+      else printListing(l);
+    });
+
+  return reg;
+}
