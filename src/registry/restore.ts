@@ -13,6 +13,7 @@ import type { BlobRef, FileEntry, TensorEntry, VersionManifest } from './manifes
 import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
+import type { ChunkReader } from './chunk-reader.js';
 
 export interface Where {
   version: string;
@@ -25,11 +26,11 @@ export function tensorFailure(e: unknown, where: Where, tensor: string): Integri
   return new IntegrityError(`version ${where.version}, tensor ${JSON.stringify(tensor)}: ${why}`, { ...where, tensor });
 }
 
-export async function* readBlob(reg: Registry, blob: BlobRef, label: string): AsyncGenerator<Uint8Array> {
+export async function* readBlob(reader: ChunkReader, blob: BlobRef, label: string): AsyncGenerator<Uint8Array> {
   const hash = newSha256();
   const spans = blobChunks(blob.size, blob.chunkBytes);
   for (const span of spans) {
-    const { bytes } = await reg.reader.read(blob.chunks[span.index]!, span.length);
+    const { bytes } = await reader.read(blob.chunks[span.index]!, span.length);
     hash.update(bytes);
     yield bytes;
   }
@@ -37,11 +38,11 @@ export async function* readBlob(reg: Registry, blob: BlobRef, label: string): As
 }
 
 /** A tensor's raw bytes, chunk by chunk, verified chunk by chunk and as a whole. */
-export async function* readTensor(reg: Registry, t: TensorEntry, chunkElements: number, where: Where): AsyncGenerator<Uint8Array> {
+export async function* readTensor(reader: ChunkReader, t: TensorEntry, chunkElements: number, where: Where): AsyncGenerator<Uint8Array> {
   const hash = newSha256();
   try {
     for (const span of tensorChunks(elementCount(t.shape), dtypeBits(t.dtype), chunkElements)) {
-      const { bytes } = await reg.reader.read(t.chunks[span.index]!, span.length);
+      const { bytes } = await reader.read(t.chunks[span.index]!, span.length);
       hash.update(bytes);
       yield bytes;
     }
@@ -55,7 +56,7 @@ export async function* readTensor(reg: Registry, t: TensorEntry, chunkElements: 
 export async function* readFile(reg: Registry, m: VersionManifest, f: FileEntry): AsyncGenerator<Uint8Array> {
   const where = { version: m.name, file: f.path };
   const hash = newSha256();
-  const parts = f.kind === 'blob' ? readBlob(reg, f, `version ${m.name}, file ${f.path}`) : safetensorsParts(reg, m, f, where);
+  const parts = f.kind === 'blob' ? readBlob(reg.reader, f, `version ${m.name}, file ${f.path}`) : safetensorsParts(reg, m, f, where);
   for await (const p of parts) {
     hash.update(p);
     yield p;
@@ -64,8 +65,8 @@ export async function* readFile(reg: Registry, m: VersionManifest, f: FileEntry)
 }
 
 async function* safetensorsParts(reg: Registry, m: VersionManifest, f: Extract<FileEntry, { kind: 'safetensors' }>, where: Where): AsyncGenerator<Uint8Array> {
-  yield* readBlob(reg, f.header, `version ${m.name}, file ${f.path}, safetensors header`);
-  for (const t of f.tensors) yield* readTensor(reg, t, f.chunkElements, where);
+  yield* readBlob(reg.reader, f.header, `version ${m.name}, file ${f.path}, safetensors header`);
+  for (const t of f.tensors) yield* readTensor(reg.reader, t, f.chunkElements, where);
 }
 
 export interface GetOptions {

@@ -9,6 +9,7 @@ import { newSha256 } from '../util/hash.js';
 import type { VersionManifest } from './manifest.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
+import { ChunkReader } from './chunk-reader.js';
 import { readBlob, readTensor } from './restore.js';
 
 export interface VerifyFailure {
@@ -36,7 +37,7 @@ async function drain(gen: AsyncGenerator<Uint8Array>, sink: (b: Uint8Array) => v
   for await (const b of gen) sink(b);
 }
 
-export async function verifyVersion(reg: Registry, m: VersionManifest, onBytes: (n: number) => void): Promise<VersionVerdict> {
+export async function verifyVersion(reader: ChunkReader, m: VersionManifest, onBytes: (n: number) => void): Promise<VersionVerdict> {
   const failures: VerifyFailure[] = [];
   let bytes = 0;
   let tensors = 0;
@@ -54,7 +55,7 @@ export async function verifyVersion(reg: Registry, m: VersionManifest, onBytes: 
     const before = failures.length;
     const blob = f.kind === 'blob' ? f : f.header;
     try {
-      await drain(readBlob(reg, blob, f.kind === 'blob' ? `file ${f.path}` : `safetensors header of ${f.path}`), sink);
+      await drain(readBlob(reader, blob, f.kind === 'blob' ? `file ${f.path}` : `safetensors header of ${f.path}`), sink);
     } catch (e) {
       failures.push({ ...where, reason: e instanceof Error ? e.message : String(e) });
     }
@@ -62,7 +63,7 @@ export async function verifyVersion(reg: Registry, m: VersionManifest, onBytes: 
       for (const t of f.tensors) {
         tensors++;
         try {
-          await drain(readTensor(reg, t, f.chunkElements, where), sink);
+          await drain(readTensor(reader, t, f.chunkElements, where), sink);
         } catch (e) {
           failures.push({ ...where, tensor: t.name, reason: e instanceof Error ? e.message : String(e) });
         }
@@ -86,9 +87,11 @@ export async function verifyRegistry(reg: Registry, name: string | undefined, on
   const total = manifests.reduce((a, m) => a + m.files.reduce((b, f) => b + f.size, 0), 0);
   let done = 0;
   const versions: VersionVerdict[] = [];
+  // A reader of its own: verify re-reads everything from storage, never trusting chunks an earlier call decoded.
+  const reader = new ChunkReader(reg.store);
   for (const m of manifests) {
     versions.push(
-      await verifyVersion(reg, m, (n) => {
+      await verifyVersion(reader, m, (n) => {
         done += n;
         onProgress?.({ label: `verify ${m.name}`, done, total, unit: 'bytes' });
       }),

@@ -1,0 +1,61 @@
+/** Shared test fixtures: the embedded family, temp dirs, and a CLI runner. */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('..', import.meta.url));
+export const EMBEDDED = join(REPO, 'fixtures/tinystories');
+/** The larger shared family, present beside the repository on developer machines and CI, absent on a bare clone. */
+export const SHARED = join(REPO, '../shared/fixtures/tinystories');
+export const HAS_SHARED = existsSync(join(SHARED, 'family.json'));
+
+export interface FamilyEntry {
+  name: string;
+  file: string;
+  parent: string | null;
+  bytes: number;
+  sha256: string;
+}
+
+export function family(dir = EMBEDDED): FamilyEntry[] {
+  return (JSON.parse(readFileSync(join(dir, 'family.json'), 'utf8')) as { versions: FamilyEntry[] }).versions;
+}
+
+export function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'at1-test-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** A digest of every file's path and bytes under `dir`: equal before and after means nothing changed. */
+export function treeDigest(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else h.update(relative(dir, p)).update('\0').update(readFileSync(p)).update('\0');
+    }
+  };
+  walk(dir);
+  return h.digest('hex');
+}
+
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `at1 …` as a user would, in a child process. */
+export function at1(...args: string[]): CliResult {
+  const r = spawnSync(process.execPath, [join(REPO, 'bin/at1.js'), ...args], { encoding: 'utf8', env: { ...process.env, AT1_LOCK_WAIT_MS: '300' } });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
