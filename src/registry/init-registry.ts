@@ -7,6 +7,7 @@
  */
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { At1Error } from '../errors.js';
+import { readSafetensorsHeader } from '../format/safetensors.js';
 import { LocalBackend } from '../store/local-backend.js';
 import { addVersion, type AddOptions, type AddResult } from './add-version.js';
 import { CONFIG_KEY } from './config.js';
@@ -19,6 +20,7 @@ export async function initRegistry(dir: string, basePath: string, opts: InitOpti
   const config = Registry.newConfig(opts); // option errors before touching the disk
   const src = await stat(basePath).catch(() => undefined);
   if (!src) throw new At1Error('E_NOT_FOUND', `${basePath} does not exist`);
+  if (src.isFile()) await readSafetensorsHeader(basePath); // a bad base is refused before the directory is touched
   const st = await stat(dir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new At1Error('E_INPUT', `${dir} exists and is not a directory`);
   let registry: Registry;
