@@ -1,0 +1,77 @@
+/**
+ * An add that fails at any write (disk full, I/O error, a crash modelled as
+ * an exception) leaves the registry valid: earlier versions verify, the
+ * interrupted version is absent, and the same add then succeeds. The
+ * SIGKILL harness of the reliability issue extends this to real processes.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { add, initRegistry, Registry, verifyRegistry, At1Error } from '../src/index.js';
+import type { Backend, KeyInfo, WriteOptions } from '../src/store/backend.js';
+import { LocalBackend } from '../src/store/local-backend.js';
+import { EMBEDDED, sha256File, tempDir } from './helpers.js';
+import { getVersion } from '../src/registry/restore.js';
+
+/** A backend that fails with ENOSPC on its Nth write (counting from 0). */
+class FailingBackend implements Backend {
+  writes = 0;
+  constructor(
+    private readonly inner: Backend,
+    private readonly failAt: number,
+  ) {}
+  get location(): string {
+    return this.inner.location;
+  }
+  read(k: string): Promise<Uint8Array> {
+    return this.inner.read(k);
+  }
+  readRange(k: string, o: number, l: number): Promise<Uint8Array> {
+    return this.inner.readRange(k, o, l);
+  }
+  size(k: string): Promise<number | undefined> {
+    return this.inner.size(k);
+  }
+  async write(k: string, d: Uint8Array, opts?: WriteOptions): Promise<boolean> {
+    if (this.writes++ === this.failAt && k !== 'lock') throw new At1Error('E_IO', `could not write ${k}: ENOSPC (injected)`);
+    return this.inner.write(k, d, opts);
+  }
+  remove(k: string): Promise<void> {
+    return this.inner.remove(k);
+  }
+  list(p: string): Promise<KeyInfo[]> {
+    return this.inner.list(p);
+  }
+}
+
+test('an add failing at every possible write leaves a valid registry, and a retry succeeds', async (t) => {
+  const work = tempDir(t);
+  const regDir = join(work, 'reg');
+  await initRegistry(regDir, join(EMBEDDED, 'base.safetensors'));
+  const file = join(EMBEDDED, 'prose-step0025.safetensors');
+  // Count the writes of one successful add in a scratch copy of the same registry.
+  const probeDir = join(work, 'probe');
+  await initRegistry(probeDir, join(EMBEDDED, 'base.safetensors'));
+  const counter = new FailingBackend(new LocalBackend(probeDir), -1);
+  await add(await Registry.openBackend(counter), file);
+  assert.ok(counter.writes > 5, `an add makes ${counter.writes} writes`);
+
+  for (let failAt = 0; failAt < counter.writes; failAt++) {
+    const faulty = await Registry.openBackend(new FailingBackend(new LocalBackend(regDir), failAt));
+    try {
+      await add(faulty, file, { name: `v${failAt}` });
+      // The lock write is not failed, so the run that would fail only on it succeeds.
+    } catch (e) {
+      assert.ok(e instanceof At1Error && /ENOSPC/.test(e.message), String(e));
+      const reg = await Registry.open(regDir);
+      assert.equal(await reg.hasVersion(`v${failAt}`), false, `failure at write ${failAt}: the version is absent`);
+      assert.equal((await verifyRegistry(reg, undefined)).ok, true, `failure at write ${failAt}: the registry verifies`);
+    }
+  }
+  const reg = await Registry.open(regDir);
+  await add(reg, file, { name: 'after-all-failures' });
+  assert.equal((await verifyRegistry(reg, undefined)).ok, true);
+  const out = join(work, 'out.safetensors');
+  await getVersion(reg, 'after-all-failures', out);
+  assert.equal(sha256File(out), sha256File(file));
+});
