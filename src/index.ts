@@ -11,7 +11,7 @@ export { At1Error, IntegrityError, type ErrorCode } from './errors.js';
 export { Registry, type InitOptions } from './registry/registry.js';
 export { initRegistry } from './registry/init-registry.js';
 export { add } from './registry/add.js';
-export { getVersion, readFile as readVersionFile, readTensor, type GetResult } from './registry/restore.js';
+export { getVersion, streamVersion, readFile as readVersionFile, readTensor, type GetResult } from './registry/restore.js';
 export { verifyRegistry, type VerifyReport, type VersionVerdict, type VerifyFailure } from './registry/verify.js';
 export { listRegistry, type FamilyListing, type VersionRow } from './registry/list.js';
 export type { VersionManifest, TensorEntry, FileEntry } from './registry/manifest.js';

@@ -69,6 +69,13 @@ async function* safetensorsParts(reg: Registry, m: VersionManifest, f: Extract<F
   for (const t of f.tensors) yield* readTensor(reg.reader, t, f.chunkElements, where);
 }
 
+/** A one-file version as a verified byte stream (for servers and pipes); the last read throws if any check fails. */
+export async function* streamVersion(reg: Registry, name: string): AsyncGenerator<Uint8Array> {
+  const m = await reg.manifest(name);
+  if (m.layout !== 'file' || m.files.length !== 1) throw new At1Error('E_UNSUPPORTED', `version ${name} is a model directory; stream its files one by one`);
+  yield* readFile(reg, m, m.files[0]!);
+}
+
 export interface GetOptions {
   onProgress?: ProgressFn;
 }
