@@ -5,7 +5,7 @@
  */
 import { At1Error } from '../errors.js';
 import { basicCodecs } from './basic-codecs.js';
-import type { Codec } from './types.js';
+import type { Codec, Level } from './types.js';
 
 const ALL: readonly Codec[] = [...basicCodecs];
 
@@ -17,8 +17,8 @@ export function codecById(id: number, what: string): Codec {
   return c;
 }
 
-/** Codecs the encoder tries, cheapest first. */
-export function encoderCandidates(): readonly Codec[] {
+/** Codecs the encoder tries at a level, cheapest first. */
+export function encoderCandidates(_level: Level): readonly Codec[] {
   return ALL;
 }
 

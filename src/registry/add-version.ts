@@ -15,7 +15,8 @@ import type { Level } from '../codec/types.js';
 import { readSafetensorsHeader, type SafetensorsHeader } from '../format/safetensors.js';
 import { newSha256, sha256Hex } from '../util/hash.js';
 import { BLOB_CHUNK_BYTES } from './config.js';
-import { storeChunk, type Reference } from './chunk-writer.js';
+import { storeChunk } from './chunk-writer.js';
+import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js';
 import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type BlobRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
 import { checkVersionName, defaultNameFor } from './names.js';
@@ -32,6 +33,8 @@ export interface AddOptions {
 
 export interface AddResult {
   manifest: VersionManifest;
+  /** How the parent was chosen: the sampled estimate per candidate (empty when --parent was given). */
+  estimates: ParentEstimate[];
   /** Bytes of new objects plus the manifest. */
   storedBytes: number;
 }
@@ -64,24 +67,6 @@ export async function storeBlob(reg: Registry, bytes: Uint8Array, level: Level, 
   return { size: bytes.length, sha256: sha256Hex(bytes), chunkBytes: BLOB_CHUNK_BYTES, chunks };
 }
 
-/** The parent's tensors by name, for finding each new tensor's reference. */
-function parentTensors(parent: VersionManifest | undefined): Map<string, { t: TensorEntry; chunkElements: number }> {
-  const out = new Map<string, { t: TensorEntry; chunkElements: number }>();
-  for (const f of parent?.files ?? []) {
-    if (f.kind !== 'safetensors') continue;
-    for (const t of f.tensors) out.set(t.name, { t, chunkElements: f.chunkElements });
-  }
-  return out;
-}
-
-async function referenceFor(reg: Registry, parentChunk: string | undefined): Promise<Reference[]> {
-  if (!parentChunk) return [];
-  const { bytes, header } = await reg.reader.read(parentChunk);
-  // Past the depth bound the chunk is stored standalone, so no restore ever follows a longer chain.
-  if (header.depth + 1 > reg.config.maxChainDepth) return [];
-  return [{ digest: parentChunk, dtype: header.dtype, bytes, depth: header.depth }];
-}
-
 async function storeSafetensors(
   reg: Registry,
   path: string,
@@ -93,7 +78,7 @@ async function storeSafetensors(
   progress: (n: number) => void,
 ): Promise<SafetensorsFile> {
   const chunkElements = reg.config.chunkElements;
-  const related = parentTensors(parent);
+  const related = tensorsByName(parent);
   const fileHash = newSha256().update(header.headerBytes);
   const headerRef = await storeBlob(reg, header.headerBytes, level, counters);
   progress(header.headerBytes.length);
@@ -111,7 +96,7 @@ async function storeSafetensors(
         const raw = await readExactly(fh, span.length, header.dataStart + t.begin + span.offset, path);
         tensorHash.update(raw);
         fileHash.update(raw);
-        const refs = await referenceFor(reg, usable?.chunks[span.index]);
+        const refs = await refsForChunk(reg.reader, usable?.chunks[span.index], reg.config.maxChainDepth);
         const r = await storeChunk(reg.store, raw, t.dtype, refs, level);
         counters.newObjectBytes += r.written;
         counters.newObjects += r.written > 0 ? 1 : 0;
@@ -129,10 +114,11 @@ async function storeSafetensors(
 }
 
 /**
- * Add a one-file version. `parentName === null` makes a standalone version
- * (init's base). The caller holds no lock; this takes it.
+ * Add a one-file version. `parentName`: a version to code against, null for
+ * a standalone version (init's base), undefined to choose the nearest
+ * relative. The caller holds no lock; this takes it.
  */
-export async function addVersion(reg: Registry, path: string, opts: AddOptions & { parentName: string | null }): Promise<AddResult> {
+export async function addVersion(reg: Registry, path: string, opts: AddOptions & { parentName: string | null | undefined }): Promise<AddResult> {
   const st = await stat(path).catch(() => undefined);
   if (!st) throw new At1Error('E_NOT_FOUND', `${path} does not exist`);
   if (st.isDirectory()) throw new At1Error('E_INPUT', `${path} is a directory; model directories as versions are not supported yet — add the .safetensors file`);
@@ -143,7 +129,10 @@ export async function addVersion(reg: Registry, path: string, opts: AddOptions &
   const lock = await reg.lock(`add ${name}`);
   try {
     if (await reg.hasVersion(name)) throw new At1Error('E_EXISTS', `version ${JSON.stringify(name)} already exists in ${reg.location}; choose another --name`);
-    const parent = opts.parentName === null ? undefined : await reg.manifest(opts.parentName);
+    let estimates: ParentEstimate[] = [];
+    let parentName = opts.parentName;
+    if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, path, header, level));
+    const parent = parentName === null ? undefined : await reg.manifest(parentName);
     const counters: Counters = { newObjectBytes: 0, newObjects: 0 };
     let done = 0;
     const label = `add ${name}`;
@@ -163,7 +152,7 @@ export async function addVersion(reg: Registry, path: string, opts: AddOptions &
       stats: { rawBytes: header.fileSize, ...counters },
     };
     const manifestBytes = await reg.publish(manifest);
-    return { manifest, storedBytes: counters.newObjectBytes + manifestBytes };
+    return { manifest, estimates, storedBytes: counters.newObjectBytes + manifestBytes };
   } finally {
     await lock.release();
   }

@@ -24,29 +24,41 @@ export interface StoredChunk {
   codec: string;
 }
 
+export interface Encoding {
+  codec: Codec;
+  payload: Uint8Array;
+  refs: readonly Reference[];
+}
+
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+/** The smallest encoding of `raw` among all codecs that accept it with (a prefix of) `refs`. */
+export function bestEncoding(raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level): Encoding {
+  let best: Encoding | undefined;
+  for (const codec of encoderCandidates(level)) {
+    if (codec.refCount > refs.length) continue;
+    const used = refs.slice(0, codec.refCount);
+    const ctx = { dtype, refs: used };
+    if (!codec.accepts(raw.length, ctx)) continue;
+    const payload = codec.encode(raw, ctx, level);
+    if (!best || payload.length < best.payload.length) best = { codec, payload, refs: used };
+  }
+  if (!best) throw new At1Error('E_INPUT', 'no codec accepts this chunk'); // unreachable: raw accepts all
+  return best;
 }
 
 export async function storeChunk(store: ObjectStore, raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level): Promise<StoredChunk> {
   const digest = sha256Hex(raw);
   if (await store.has(digest)) return { digest, written: 0, codec: 'dedup' };
-  let best: { codec: Codec; payload: Uint8Array } | undefined;
-  for (const codec of encoderCandidates()) {
-    if (codec.refCount > refs.length) continue;
-    const ctx = { dtype, refs: refs.slice(0, codec.refCount) };
-    if (!codec.accepts(raw.length, ctx)) continue;
-    const payload = codec.encode(raw, ctx, level);
-    if (!best || payload.length < best.payload.length) best = { codec, payload };
-  }
-  if (!best) throw new At1Error('E_INPUT', 'no codec accepts this chunk'); // unreachable: raw accepts all
-  const used = refs.slice(0, best.codec.refCount);
-  const check = best.codec.decode(best.payload, raw.length, { dtype, refs: used });
+  const best = bestEncoding(raw, dtype, refs, level);
+  const check = best.codec.decode(best.payload, raw.length, { dtype, refs: best.refs });
   if (!equalBytes(check, raw)) {
     throw new At1Error('E_INPUT', `codec ${best.codec.name} failed its round-trip check on a ${dtype} chunk; nothing was stored (please report this)`);
   }
-  const depth = used.length === 0 ? 0 : 1 + Math.max(...used.map((r) => r.depth));
-  const object = encodeObject({ codec: best.codec.id, depth, rawLength: raw.length, dtype, refs: used.map((r) => ({ digest: r.digest, dtype: r.dtype })) }, best.payload);
+  const depth = best.refs.length === 0 ? 0 : 1 + Math.max(...best.refs.map((r) => r.depth));
+  const object = encodeObject({ codec: best.codec.id, depth, rawLength: raw.length, dtype, refs: best.refs.map((r) => ({ digest: r.digest, dtype: r.dtype })) }, best.payload);
   const wrote = await store.put(digest, object);
   return { digest, written: wrote ? object.length : 0, codec: best.codec.name };
 }
