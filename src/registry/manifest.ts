@@ -197,7 +197,7 @@ export function parseManifest(bytes: Uint8Array, expectedName: string): VersionM
 }
 
 export function serializeManifest(m: VersionManifest): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(m, null, 1) + '\n');
+  return new TextEncoder().encode(JSON.stringify(m) + '\n');
 }
 
 /** Every object digest a manifest names directly (not the references inside objects). */

@@ -1,0 +1,103 @@
+/**
+ * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints] [--no-xz]`
+ *
+ * Prints a table per section with at1 against baselines measured in the
+ * same run, and writes every figure as JSON to bench/results/latest.json
+ * (and a timestamped copy) for later comparison.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { Level } from '../src/codec/types.js';
+import { table } from '../src/cli/output.js';
+import { checkpointBench } from './checkpoint-bench.js';
+import { familyBench, type FamilyResult } from './family-bench.js';
+import { throughputBench } from './throughput-bench.js';
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    params: { type: 'string', default: '1e9' },
+    checkpoints: { type: 'string', default: '50' },
+    levels: { type: 'string', default: 'max,fast' },
+    only: { type: 'string', default: 'family,speed,checkpoints' },
+    'no-xz': { type: 'boolean', default: false },
+  },
+});
+const familyDir = resolve(positionals[0] ?? join(REPO, '../shared/fixtures/tinystories'));
+const levels = values.levels.split(',') as Level[];
+const only = new Set(values.only.split(','));
+const log = (s: string): void => void process.stderr.write(s + '\n');
+const r3 = (x: number): string => x.toFixed(3);
+const results: Record<string, unknown> = { date: new Date().toISOString(), familyDir, node: process.version };
+
+function printFamily(f: FamilyResult): void {
+  console.log(`\n## Family storage (${familyDir}), level ${f.level}: stored / raw; at1 against its chosen reference, BitX against family.json's parent\n`);
+  const rows = [['version', 'at1 parent', 'BitX parent', 'raw bytes', 'at1 bytes', 'BitX bytes', 'at1', 'BitX', 'zstd-19', 'xz-9e', 'at1/BitX']];
+  for (const r of f.rows) {
+    rows.push([r.name, r.at1Parent ?? '-', r.familyParent ?? '-', String(r.raw), String(r.at1), String(r.bitx), r3(r.at1 / r.raw), r3(r.bitx / r.raw), r3(r.zstd19 / r.raw), r.xz ? r3(r.xz / r.raw) : '-', r3(r.at1 / r.bitx)]);
+  }
+  const t = f.total;
+  rows.push(['whole family', '', '', String(t.raw), String(t.at1), String(t.bitx), r3(t.at1 / t.raw), r3(t.bitx / t.raw), r3(t.zstd19 / t.raw), t.xz ? r3(t.xz / t.raw) : '-', r3(t.at1 / t.bitx)]);
+  console.log(table(rows, [false, false, false, true, true, true, true, true, true, true, true]));
+  const withRelative = f.rows.filter((r) => r.familyParent !== null);
+  const worst = withRelative.reduce((a, r) => Math.max(a, r.at1 / r.bitx), 0);
+  console.log(`\ntargets: family ${r3(t.at1 / t.raw)} of raw (target <= 0.26; BitX ${r3(t.bitx / t.raw)}); worst version with a relative at ${r3(worst)} x its BitX size (target <= 0.80)`);
+  if (f.standaloneBf16) {
+    const s = f.standaloneBf16;
+    console.log(`standalone bf16 tensors: at1 ${r3(s.at1 / s.raw)} of raw, byte-grouped zstd -3 ${r3(s.groupedZstd / s.raw)} (target <= 0.66; ZipNN reports 0.663)`);
+  }
+  if (f.crossDtype) console.log(`cross-dtype: ${f.crossDtype.name} against ${f.crossDtype.parent}: ${r3(f.crossDtype.at1 / f.crossDtype.raw)} of raw (target <= 0.01)`);
+}
+
+if (only.has('family')) {
+  const fam: FamilyResult[] = [];
+  for (const level of levels) {
+    log(`family storage, level ${level}`);
+    const f = await familyBench(familyDir, level, !values['no-xz'], log);
+    printFamily(f);
+    fam.push(f);
+  }
+  results.family = fam;
+}
+
+if (only.has('speed')) {
+  log(`throughput (${values.params} parameters)`);
+  const s = await throughputBench(Number(values.params), levels, log);
+  console.log(`\n## Throughput and memory, synthetic ${(s.params / 1e9).toFixed(2)}B-parameter bf16 family (input MB/s for add, output MB/s for get)\n`);
+  const limit = s.rows.find((r) => r.what.startsWith('zstd -d'));
+  const rows = [['what', 'bytes', 'seconds', 'MB/s', 'peak RSS MB', 'vs zstd -d + sha256']];
+  for (const r of s.rows) rows.push([r.what, String(r.bytes), r.seconds.toFixed(2), r.mbPerSec.toFixed(0), r.peakRssBytes ? (r.peakRssBytes / 1e6).toFixed(0) : '-', limit ? r3(r.mbPerSec / limit.mbPerSec) : '-']);
+  console.log(table(rows, [false, true, true, true, true, true]));
+  console.log('\ntargets: add >= 250 MB/s, get + verify >= 500 MB/s, peak RSS <= 1 GiB');
+  results.throughput = s;
+}
+
+if (only.has('checkpoints')) {
+  const n = Number(values.checkpoints);
+  log(`checkpoint chain (${n} checkpoints)`);
+  const c = await checkpointBench(n, levels[0]!, log);
+  console.log(`\n## A chain of ${n} checkpoints (synthetic, small Llama shape), level ${levels[0]}\n`);
+  console.log(
+    table(
+      [
+        ['per checkpoint', 'bytes', 'of raw'],
+        ['raw', String(c.rawPerCheckpoint), '1.000'],
+        ['BitX (each against the previous)', String(Math.round(c.bitxPerCheckpoint)), r3(c.bitxPerCheckpoint / c.rawPerCheckpoint)],
+        ['at1', String(Math.round(c.at1PerCheckpoint)), r3(c.at1PerCheckpoint / c.rawPerCheckpoint)],
+      ],
+      [false, true, true],
+    ),
+  );
+  console.log(`\ndeepest delta chain: ${c.maxDepth} (bound ${c.maxChainDepthSetting})`);
+  results.checkpoints = c;
+}
+
+const dir = join(REPO, 'bench/results');
+mkdirSync(dir, { recursive: true });
+const json = JSON.stringify(results, null, 2);
+writeFileSync(join(dir, 'latest.json'), json);
+writeFileSync(join(dir, `bench-${results.date as string}.json`.replace(/:/g, '-')), json);
+log(`\nfigures written to ${join(dir, 'latest.json')}`);
