@@ -1,18 +1,23 @@
 /**
- * Restoring versions. Bytes come out in file order as verified chunks; each
- * tensor's SHA-256 is checked when its last chunk has been produced and the
- * whole file's SHA-256 at the end. A consumer that writes to disk (getVersion)
- * publishes the file only after the final check, so a failed restore leaves
- * no output file behind.
+ * Restoring versions. A file is planned as a list of pieces (header chunks,
+ * then every tensor's chunks in data order); pieces are decoded through a
+ * ChunkSource (in-process or on worker threads, several in flight) and come
+ * back in order. Each chunk is verified against its digest where it is
+ * decoded; here each tensor's SHA-256 is checked when its last chunk has
+ * arrived and the whole file's at the end. A consumer that writes to disk
+ * (getVersion) publishes the file only after the final check, so a failed
+ * restore leaves no output file behind.
  */
 import { stat } from 'node:fs/promises';
 import { At1Error, IntegrityError } from '../errors.js';
 import { AtomicFileWriter } from '../util/atomic-file.js';
 import { newSha256 } from '../util/hash.js';
+import { orderedMap } from '../util/ordered-map.js';
 import type { BlobRef, FileEntry, TensorEntry, VersionManifest } from './manifest.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
+import { chunkSource, readerSource, type ChunkSource } from './chunk-source.js';
 import type { ChunkReader } from './chunk-reader.js';
 
 export interface Where {
@@ -26,47 +31,107 @@ export function tensorFailure(e: unknown, where: Where, tensor: string): Integri
   return new IntegrityError(`version ${where.version}, tensor ${JSON.stringify(tensor)}: ${why}`, { ...where, tensor });
 }
 
-export async function* readBlob(reader: ChunkReader, blob: BlobRef, label: string): AsyncGenerator<Uint8Array> {
-  const hash = newSha256();
-  const spans = blobChunks(blob.size, blob.chunkBytes);
-  for (const span of spans) {
-    const { bytes } = await reader.read(blob.chunks[span.index]!, span.length);
-    hash.update(bytes);
-    yield bytes;
-  }
-  if (hash.digest('hex') !== blob.sha256) throw new IntegrityError(`${label} does not match its SHA-256`, {});
+/** One chunk to decode, and what it belongs to. */
+export interface Piece {
+  digest: string;
+  length: number;
+  /** The tensor it belongs to, or the blob (header / side file) when absent. */
+  tensor?: TensorEntry;
+  blob?: BlobRef;
+  first: boolean;
+  last: boolean;
 }
 
-/** A tensor's raw bytes, chunk by chunk, verified chunk by chunk and as a whole. */
-export async function* readTensor(reader: ChunkReader, t: TensorEntry, chunkElements: number, where: Where): AsyncGenerator<Uint8Array> {
-  const hash = newSha256();
-  try {
-    for (const span of tensorChunks(elementCount(t.shape), dtypeBits(t.dtype), chunkElements)) {
-      const { bytes } = await reader.read(t.chunks[span.index]!, span.length);
-      hash.update(bytes);
-      yield bytes;
+export function blobPieces(blob: BlobRef): Piece[] {
+  const spans = blobChunks(blob.size, blob.chunkBytes);
+  return spans.map((s, i) => ({ digest: blob.chunks[s.index]!, length: s.length, blob, first: i === 0, last: i === spans.length - 1 }));
+}
+
+export function tensorPieces(t: TensorEntry, chunkElements: number): Piece[] {
+  const spans = tensorChunks(elementCount(t.shape), dtypeBits(t.dtype), chunkElements);
+  return spans.map((s, i) => ({ digest: t.chunks[s.index]!, length: s.length, tensor: t, first: i === 0, last: i === spans.length - 1 }));
+}
+
+export function filePieces(f: FileEntry): Piece[] {
+  if (f.kind === 'blob') return blobPieces(f);
+  return [...blobPieces(f.header), ...f.tensors.flatMap((t) => tensorPieces(t, f.chunkElements))];
+}
+
+export interface PieceResult {
+  piece: Piece;
+  bytes?: Uint8Array;
+  error?: IntegrityError;
+}
+
+/**
+ * Decode pieces in order, checking each tensor's and blob's SHA-256 as its
+ * last piece arrives. Failures are returned per piece (with the tensor
+ * named), not thrown, so verify can report them all; a piece following a
+ * failed one of the same tensor is skipped.
+ */
+export async function* decodePieces(source: ChunkSource, pieces: Piece[], where: Where): AsyncGenerator<PieceResult> {
+  let hash = newSha256();
+  let broken = false;
+  const results = orderedMap(
+    pieces,
+    async (p) => {
+      try {
+        return { p, bytes: await source.read(p.digest, p.length) };
+      } catch (e) {
+        return { p, e };
+      }
+    },
+    source.window,
+  );
+  for await (const { p, bytes, e } of results) {
+    if (p.first) {
+      hash = newSha256();
+      broken = false;
     }
-  } catch (e) {
-    throw tensorFailure(e, where, t.name);
+    const name = p.tensor ? p.tensor.name : undefined;
+    if (broken) continue;
+    if (e !== undefined || !bytes) {
+      broken = true;
+      yield { piece: p, error: name !== undefined ? tensorFailure(e, where, name) : new IntegrityError(`version ${where.version}, file ${where.file}: ${(e as Error).message}`, where) };
+      continue;
+    }
+    const expected = p.tensor ? p.tensor.sha256 : p.blob!.sha256;
+    // A one-chunk tensor's digest is its chunk's, already checked where it was decoded.
+    const single = p.first && p.last;
+    if (!single) hash.update(bytes);
+    if (p.last && !single && hash.digest('hex') !== expected) {
+      broken = true;
+      const msg = new Error('bytes do not match the recorded SHA-256');
+      yield { piece: p, error: name !== undefined ? tensorFailure(msg, where, name) : new IntegrityError(`version ${where.version}, file ${where.file}: the header does not match its SHA-256`, where) };
+      continue;
+    }
+    if (single && p.digest !== expected) {
+      broken = true;
+      yield { piece: p, error: tensorFailure(new Error('the manifest names a chunk that is not the tensor'), where, name ?? '(header)') };
+      continue;
+    }
+    yield { piece: p, bytes };
   }
-  if (hash.digest('hex') !== t.sha256) throw tensorFailure(new Error('bytes do not match the recorded SHA-256'), where, t.name);
 }
 
 /** One file of a version, in file order, fully verified by the time the generator returns. */
-export async function* readFile(reg: Registry, m: VersionManifest, f: FileEntry): AsyncGenerator<Uint8Array> {
+export async function* readFile(reg: Registry, m: VersionManifest, f: FileEntry, source: ChunkSource = readerSource(reg.reader)): AsyncGenerator<Uint8Array> {
   const where = { version: m.name, file: f.path };
   const hash = newSha256();
-  const parts = f.kind === 'blob' ? readBlob(reg.reader, f, `version ${m.name}, file ${f.path}`) : safetensorsParts(reg, m, f, where);
-  for await (const p of parts) {
-    hash.update(p);
-    yield p;
+  for await (const r of decodePieces(source, filePieces(f), where)) {
+    if (r.error) throw r.error;
+    hash.update(r.bytes!);
+    yield r.bytes!;
   }
   if (hash.digest('hex') !== f.sha256) throw new IntegrityError(`version ${m.name}, file ${f.path}: the restored file does not match its SHA-256`, where);
 }
 
-async function* safetensorsParts(reg: Registry, m: VersionManifest, f: Extract<FileEntry, { kind: 'safetensors' }>, where: Where): AsyncGenerator<Uint8Array> {
-  yield* readBlob(reg.reader, f.header, `version ${m.name}, file ${f.path}, safetensors header`);
-  for (const t of f.tensors) yield* readTensor(reg.reader, t, f.chunkElements, where);
+/** A tensor's raw bytes, chunk by chunk, verified. */
+export async function* readTensor(reader: ChunkReader, t: TensorEntry, chunkElements: number, where: Where): AsyncGenerator<Uint8Array> {
+  for await (const r of decodePieces(readerSource(reader), tensorPieces(t, chunkElements), where)) {
+    if (r.error) throw r.error;
+    yield r.bytes!;
+  }
 }
 
 /** A one-file version as a verified byte stream (for servers and pipes); the last read throws if any check fails. */
@@ -94,9 +159,10 @@ export async function getVersion(reg: Registry, name: string, out: string, opts:
   const f = m.files[0]!;
   const st = await stat(out).catch(() => undefined);
   if (st?.isDirectory()) throw new At1Error('E_INPUT', `--out ${out} is a directory; give a file name`);
+  const source = chunkSource(reg, reg.reader, f.size);
   const w = await AtomicFileWriter.create(out);
   try {
-    for await (const part of readFile(reg, m, f)) {
+    for await (const part of readFile(reg, m, f, source)) {
       await w.write(part);
       opts.onProgress?.({ label: `get ${name}`, done: w.bytesWritten, total: f.size, unit: 'bytes' });
     }
@@ -104,6 +170,8 @@ export async function getVersion(reg: Registry, name: string, out: string, opts:
   } catch (e) {
     await w.abort();
     throw e;
+  } finally {
+    await source.close();
   }
   return { name, out, bytes: f.size, sha256: f.sha256 };
 }

@@ -6,11 +6,12 @@
  */
 import { At1Error } from '../errors.js';
 import { newSha256 } from '../util/hash.js';
+import { ChunkReader } from './chunk-reader.js';
+import { chunkSource, type ChunkSource } from './chunk-source.js';
 import type { VersionManifest } from './manifest.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
-import { ChunkReader } from './chunk-reader.js';
-import { readBlob, readTensor } from './restore.js';
+import { decodePieces, filePieces } from './restore.js';
 
 export interface VerifyFailure {
   version: string;
@@ -33,41 +34,23 @@ export interface VerifyReport {
   versions: VersionVerdict[];
 }
 
-async function drain(gen: AsyncGenerator<Uint8Array>, sink: (b: Uint8Array) => void): Promise<void> {
-  for await (const b of gen) sink(b);
-}
-
-export async function verifyVersion(reader: ChunkReader, m: VersionManifest, onBytes: (n: number) => void): Promise<VersionVerdict> {
+export async function verifyVersion(source: ChunkSource, m: VersionManifest, onBytes: (n: number) => void): Promise<VersionVerdict> {
   const failures: VerifyFailure[] = [];
   let bytes = 0;
   let tensors = 0;
-  const count = (b: Uint8Array): void => {
-    bytes += b.length;
-    onBytes(b.length);
-  };
   for (const f of m.files) {
     const where = { version: m.name, file: f.path };
     const fileHash = newSha256();
-    const sink = (b: Uint8Array): void => {
-      fileHash.update(b);
-      count(b);
-    };
     const before = failures.length;
-    const blob = f.kind === 'blob' ? f : f.header;
-    try {
-      await drain(readBlob(reader, blob, f.kind === 'blob' ? `file ${f.path}` : `safetensors header of ${f.path}`), sink);
-    } catch (e) {
-      failures.push({ ...where, reason: e instanceof Error ? e.message : String(e) });
-    }
-    if (f.kind === 'safetensors') {
-      for (const t of f.tensors) {
-        tensors++;
-        try {
-          await drain(readTensor(reader, t, f.chunkElements, where), sink);
-        } catch (e) {
-          failures.push({ ...where, tensor: t.name, reason: e instanceof Error ? e.message : String(e) });
-        }
+    if (f.kind === 'safetensors') tensors += f.tensors.length;
+    for await (const r of decodePieces(source, filePieces(f), where)) {
+      if (r.error) {
+        failures.push({ ...where, tensor: r.piece.tensor?.name, reason: r.error.message });
+        continue;
       }
+      fileHash.update(r.bytes!);
+      bytes += r.bytes!.length;
+      onBytes(r.bytes!.length);
     }
     if (failures.length === before && fileHash.digest('hex') !== f.sha256) {
       failures.push({ ...where, reason: `file ${f.path} does not match its recorded SHA-256` });
@@ -88,14 +71,18 @@ export async function verifyRegistry(reg: Registry, name: string | undefined, on
   let done = 0;
   const versions: VersionVerdict[] = [];
   // A reader of its own: verify re-reads everything from storage, never trusting chunks an earlier call decoded.
-  const reader = new ChunkReader(reg.store);
-  for (const m of manifests) {
-    versions.push(
-      await verifyVersion(reader, m, (n) => {
-        done += n;
-        onProgress?.({ label: `verify ${m.name}`, done, total, unit: 'bytes' });
-      }),
-    );
+  const source = chunkSource(reg, new ChunkReader(reg.store), total);
+  try {
+    for (const m of manifests) {
+      versions.push(
+        await verifyVersion(source, m, (n) => {
+          done += n;
+          onProgress?.({ label: `verify ${m.name}`, done, total, unit: 'bytes' });
+        }),
+      );
+    }
+  } finally {
+    await source.close();
   }
   return { ok: versions.every((v) => v.ok), versions };
 }

@@ -1,0 +1,44 @@
+/**
+ * Where verified chunk bytes come from during a restore or a verify: the
+ * registry's in-process reader, or a worker pool decoding several chunks at
+ * once. Either way every chunk returned has matched its digest.
+ */
+import type { ChunkReader } from './chunk-reader.js';
+import { WorkerPool } from './worker-pool.js';
+import type { Registry } from './registry.js';
+import { LocalBackend } from '../store/local-backend.js';
+
+export interface ChunkSource {
+  read(digest: string, length: number): Promise<Uint8Array>;
+  /** How many reads to keep in flight. */
+  readonly window: number;
+  close(): Promise<void>;
+}
+
+export function readerSource(reader: ChunkReader): ChunkSource {
+  return { read: async (d, n) => (await reader.read(d, n)).bytes, window: 1, close: async () => undefined };
+}
+
+/** Below this many bytes a restore runs in-process: starting workers would cost more than it saves. */
+export const POOL_THRESHOLD_BYTES = 64 << 20;
+
+/**
+ * A worker-pool source for large local restores, else the in-process reader.
+ * AT1_WORKERS=0 never uses workers; AT1_WORKERS=1 always does (tests use it
+ * to run the pooled path on small data).
+ */
+export function chunkSource(reg: Registry, reader: ChunkReader, totalBytes: number): ChunkSource {
+  const mode = process.env.AT1_WORKERS;
+  const wanted = mode === '1' || (mode !== '0' && totalBytes >= POOL_THRESHOLD_BYTES);
+  if (!wanted || !(reg.backend instanceof LocalBackend)) return readerSource(reader);
+  const pool = new WorkerPool({ root: reg.backend.root, maxChainDepth: reg.config.maxChainDepth });
+  return {
+    read: async (digest, length) => {
+      const r = await pool.run({ kind: 'decode', digest, length });
+      if (r.kind !== 'decoded') throw new Error('unexpected worker reply');
+      return r.bytes;
+    },
+    window: 6,
+    close: () => pool.close(),
+  };
+}

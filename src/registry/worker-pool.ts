@@ -1,0 +1,85 @@
+/**
+ * A small pool of worker threads running chunk-worker.ts: decoding and
+ * encoding chunks in parallel with the main thread's hashing and I/O. On a
+ * 2-core machine this is the difference between one core's throughput and
+ * two.
+ *
+ * Workers open the same registry themselves (by location), so only digests
+ * and chunk bytes cross threads, and bytes are transferred, not copied.
+ * Errors come back as {code, message, where} and are rebuilt as At1Error /
+ * IntegrityError, so callers see the same typed errors as in-process calls.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { At1Error, IntegrityError, type ErrorCode } from '../errors.js';
+import type { WorkerJob, WorkerReply } from './chunk-worker.js';
+
+interface Pending {
+  resolve: (r: WorkerReply) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface WorkerInit {
+  root: string;
+  maxChainDepth: number;
+}
+
+function workerSource(init: WorkerInit): string {
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const body = new URL('./chunk-worker.ts', import.meta.url).href;
+  // The worker is started from a tiny script that first installs the TypeScript loader (when the sources run through tsx).
+  return `const { workerData } = require('node:worker_threads');
+import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(body)}); }).then((m) => m.start(workerData));`;
+}
+
+export function defaultPoolSize(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+export class WorkerPool {
+  private readonly workers: Worker[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private readonly load: number[] = [];
+  private nextId = 0;
+  private failed: unknown;
+
+  constructor(init: WorkerInit, size = defaultPoolSize()) {
+    for (let i = 0; i < size; i++) {
+      const w = new Worker(workerSource(init), { eval: true, workerData: init });
+      w.on('message', (m: { id: number; ok: boolean; reply?: WorkerReply; error?: { code: ErrorCode; message: string; where?: Record<string, string> } }) => {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        this.load[i]!--;
+        if (m.ok) p.resolve(m.reply!);
+        else if (m.error?.code === 'E_INTEGRITY') p.reject(new IntegrityError(m.error.message, m.error.where ?? {}));
+        else p.reject(new At1Error(m.error?.code ?? 'E_IO', m.error?.message ?? 'worker failed'));
+      });
+      w.on('error', (e) => this.fail(e));
+      this.workers.push(w);
+      this.load.push(0);
+    }
+  }
+
+  private fail(e: unknown): void {
+    this.failed = e;
+    for (const p of this.pending.values()) p.reject(new At1Error('E_IO', `a worker thread failed: ${(e as Error).message}`, { cause: e }));
+    this.pending.clear();
+  }
+
+  run(job: WorkerJob, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
+    if (this.failed) return Promise.reject(this.failed);
+    let best = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.load[i]! < this.load[best]!) best = i;
+    const id = this.nextId++;
+    this.load[best]!++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.workers[best]!.postMessage({ id, job }, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
