@@ -1,4 +1,4 @@
-/** The worker-pool path of get and verify gives the same bytes and the same named failures as the in-process path. */
+/** The worker-pool path of add, get and verify gives the same bytes and the same named failures as the in-process path. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -7,13 +7,15 @@ import { add, getVersion, initRegistry, verifyRegistry } from '../src/index.js';
 import { objectKey } from '../src/store/object-store.js';
 import { EMBEDDED, family, sha256File, tempDir } from './helpers.js';
 
-test('pooled get and verify: byte-exact, and damage named by tensor', async (t) => {
+test('pooled add, get and verify: byte-exact, and damage named by tensor', async (t) => {
   process.env.AT1_WORKERS = '1';
   t.after(() => delete process.env.AT1_WORKERS);
   const work = tempDir(t);
   const regDir = join(work, 'reg');
   const { registry } = await initRegistry(regDir, join(EMBEDDED, 'base.safetensors'), { chunkElements: 8192 });
-  await add(registry, join(EMBEDDED, 'prose-step0025.safetensors'));
+  const r = await add(registry, join(EMBEDDED, 'prose-step0025.safetensors'));
+  assert.equal(r.manifest.parent, 'base');
+  assert.ok(r.storedBytes < 0.5 * r.manifest.stats.rawBytes, 'encoded as a delta by the workers');
   for (const v of family().filter((x) => x.name === 'base' || x.name === 'prose-step0025')) {
     const out = join(work, `${v.name}.out`);
     await getVersion(registry, v.name, out);

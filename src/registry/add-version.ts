@@ -15,9 +15,13 @@ import type { Level } from '../codec/types.js';
 import { readSafetensorsHeader, type SafetensorsHeader } from '../format/safetensors.js';
 import { newSha256, sha256Hex } from '../util/hash.js';
 import { BLOB_CHUNK_BYTES } from './config.js';
-import { storeChunk } from './chunk-writer.js';
+import { storeChunk, type StoredChunk } from './chunk-writer.js';
+import { POOL_THRESHOLD_BYTES } from './chunk-source.js';
+import { WorkerPool } from './worker-pool.js';
+import { LocalBackend } from '../store/local-backend.js';
+import { orderedMap } from '../util/ordered-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
-import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js';
+import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
 import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type BlobRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
 import { checkVersionName, defaultNameFor } from './names.js';
 import type { ProgressFn } from './progress.js';
@@ -67,6 +71,41 @@ export async function storeBlob(reg: Registry, bytes: Uint8Array, level: Level, 
   return { size: bytes.length, sha256: sha256Hex(bytes), chunkBytes: BLOB_CHUNK_BYTES, chunks };
 }
 
+/** Where new chunks are encoded and stored: in-process, or on worker threads for large inputs. */
+interface ChunkSink {
+  store(raw: Uint8Array, dtype: string, parentChunk: string | undefined): Promise<StoredChunk>;
+  readonly window: number;
+  close(): Promise<void>;
+}
+
+function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
+  const mode = process.env.AT1_WORKERS;
+  const pooled = (mode === '1' || (mode !== '0' && totalBytes >= POOL_THRESHOLD_BYTES)) && reg.backend instanceof LocalBackend;
+  if (!pooled) {
+    return {
+      store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(reg.reader, parentChunk, reg.config.maxChainDepth), level),
+      window: 1,
+      close: async () => undefined,
+    };
+  }
+  const pool = new WorkerPool({ root: (reg.backend as LocalBackend).root, maxChainDepth: reg.config.maxChainDepth });
+  return {
+    store: async (raw, dtype, parentChunk) => {
+      const r = await pool.run({ kind: 'encode', raw, dtype, parentChunk, level }, [raw.buffer as ArrayBuffer]);
+      if (r.kind !== 'stored') throw new Error('unexpected worker reply');
+      return r;
+    },
+    window: 4,
+    close: () => pool.close(),
+  };
+}
+
+interface ChunkJob {
+  tensor: number;
+  span: ChunkSpan;
+  parentChunk: string | undefined;
+}
+
 async function storeSafetensors(
   reg: Registry,
   path: string,
@@ -82,34 +121,56 @@ async function storeSafetensors(
   const fileHash = newSha256().update(header.headerBytes);
   const headerRef = await storeBlob(reg, header.headerBytes, level, counters);
   progress(header.headerBytes.length);
-  const tensors: TensorEntry[] = [];
+  const jobs: ChunkJob[] = [];
+  const chunkLists: string[][] = [];
+  for (const [i, t] of header.tensors.entries()) {
+    const elements = elementCount(t.shape);
+    const rel = related.get(t.name);
+    const usable = rel && rel.chunkElements === chunkElements && elementCount(rel.t.shape) === elements ? rel.t : undefined;
+    const spans = tensorChunks(elements, dtypeBits(t.dtype), chunkElements);
+    for (const span of spans) jobs.push({ tensor: i, span, parentChunk: usable?.chunks[span.index] });
+    chunkLists.push(new Array<string>(spans.length));
+  }
+  const hashes = header.tensors.map(() => newSha256());
   const fh = await open(path, 'r');
+  const sink = chunkSink(reg, level, header.fileSize);
+  const pending: { job: ChunkJob; stored: Promise<StoredChunk> }[] = [];
+  const settle = async (): Promise<void> => {
+    const { job, stored } = pending.shift()!;
+    const r = await stored;
+    counters.newObjectBytes += r.written;
+    counters.newObjects += r.written > 0 ? 1 : 0;
+    chunkLists[job.tensor]![job.span.index] = r.digest;
+    progress(job.span.length);
+  };
   try {
-    for (const t of header.tensors) {
-      const elements = elementCount(t.shape);
-      const spans = tensorChunks(elements, dtypeBits(t.dtype), chunkElements);
-      const rel = related.get(t.name);
-      const usable = rel && rel.chunkElements === chunkElements && elementCount(rel.t.shape) === elements ? rel.t : undefined;
-      const tensorHash = newSha256();
-      const chunks: string[] = [];
-      for (const span of spans) {
-        const raw = await readExactly(fh, span.length, header.dataStart + t.begin + span.offset, path);
-        tensorHash.update(raw);
-        fileHash.update(raw);
-        const refs = await refsForChunk(reg.reader, usable?.chunks[span.index], reg.config.maxChainDepth);
-        const r = await storeChunk(reg.store, raw, t.dtype, refs, level);
-        counters.newObjectBytes += r.written;
-        counters.newObjects += r.written > 0 ? 1 : 0;
-        chunks.push(r.digest);
-        progress(span.length);
-      }
-      tensors.push({ name: t.name, dtype: t.dtype, shape: t.shape, offset: t.begin, length: t.end - t.begin, sha256: tensorHash.digest('hex'), chunks });
+    // Reads run a few chunks ahead; hashing happens in file order; encoding runs `sink.window` chunks deep.
+    const reads = orderedMap(jobs, async (job) => ({ job, raw: await readExactly(fh, job.span.length, header.dataStart + header.tensors[job.tensor]!.begin + job.span.offset, path) }), 3);
+    for await (const { job, raw } of reads) {
+      hashes[job.tensor]!.update(raw);
+      fileHash.update(raw);
+      const stored = sink.store(raw, header.tensors[job.tensor]!.dtype, job.parentChunk);
+      stored.catch(() => undefined); // awaited in settle(), in order
+      pending.push({ job, stored });
+      if (pending.length >= sink.window) await settle();
     }
+    while (pending.length > 0) await settle();
   } finally {
+    await Promise.allSettled(pending.map((p) => p.stored));
+    await sink.close();
     await fh.close();
   }
   const after = await stat(path);
   if (after.size !== header.fileSize) throw new At1Error('E_INPUT', `${path} changed size while it was being read; nothing was added`);
+  const tensors: TensorEntry[] = header.tensors.map((t, i) => ({
+    name: t.name,
+    dtype: t.dtype,
+    shape: t.shape,
+    offset: t.begin,
+    length: t.end - t.begin,
+    sha256: hashes[i]!.digest('hex'),
+    chunks: chunkLists[i]!,
+  }));
   return { kind: 'safetensors', path: relPath, size: header.fileSize, sha256: fileHash.digest('hex'), header: headerRef, chunkElements, tensors };
 }
 
