@@ -4,12 +4,14 @@
  * smallest payload; decoders look the id up here.
  */
 import { At1Error } from '../errors.js';
-import { basicCodecs } from './basic-codecs.js';
+import { basicCodecs, bitxCodec, groupedZstdCodec, rawCodec } from './basic-codecs.js';
+import { advancedCodecs, advancedCodecsFor } from './experimental-index.js';
 import type { Codec, Level } from './types.js';
 
-const ALL: readonly Codec[] = [...basicCodecs];
+const ALL: readonly Codec[] = [...basicCodecs, ...advancedCodecs];
 
 const BY_ID = new Map<number, Codec>(ALL.map((c) => [c.id, c]));
+if (BY_ID.size !== ALL.length) throw new Error('codec ids must be unique');
 
 export function codecById(id: number, what: string): Codec {
   const c = BY_ID.get(id);
@@ -17,9 +19,15 @@ export function codecById(id: number, what: string): Codec {
   return c;
 }
 
-/** Codecs the encoder tries at a level, cheapest first. */
-export function encoderCandidates(_level: Level): readonly Codec[] {
-  return ALL;
+/**
+ * Codecs the encoder tries at a level. 'max' tries every codec and keeps the
+ * smallest payload. 'fast' is an ordered preference list: the first codec
+ * that accepts the chunk and beats raw wins (the numeric delta codec for
+ * float relatives, BitX for other same-width relatives, byte-grouped zstd
+ * standalone), so each chunk is encoded once or twice, not six times.
+ */
+export function encoderCandidates(level: Level): readonly Codec[] {
+  return level === 'max' ? ALL : [...advancedCodecsFor.fast, bitxCodec, groupedZstdCodec, rawCodec];
 }
 
 export type { Codec, ChunkContext, RefChunk, Level } from './types.js';

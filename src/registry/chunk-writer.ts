@@ -44,6 +44,7 @@ export function bestEncoding(raw: Uint8Array, dtype: string, refs: readonly Refe
     if (!codec.accepts(raw.length, ctx)) continue;
     const payload = codec.encode(raw, ctx, level);
     if (!best || payload.length < best.payload.length) best = { codec, payload, refs: used };
+    if (level === 'fast' && payload.length < raw.length) break; // 'fast': the first codec that pays wins
   }
   if (!best) throw new At1Error('E_INPUT', 'no codec accepts this chunk'); // unreachable: raw accepts all
   return best;
