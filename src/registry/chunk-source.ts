@@ -9,14 +9,17 @@ import type { Registry } from './registry.js';
 import { LocalBackend } from '../store/local-backend.js';
 
 export interface ChunkSource {
+  /** Verified bytes of a chunk. */
   read(digest: string, length: number): Promise<Uint8Array>;
+  /** Decoded but unhashed bytes, for callers that check a digest covering them (see ChunkReader.readUnverified). */
+  readUnverified(digest: string, length: number): Promise<Uint8Array>;
   /** How many reads to keep in flight. */
   readonly window: number;
   close(): Promise<void>;
 }
 
 export function readerSource(reader: ChunkReader): ChunkSource {
-  return { read: async (d, n) => (await reader.read(d, n)).bytes, window: 1, close: async () => undefined };
+  return { read: async (d, n) => (await reader.read(d, n)).bytes, readUnverified: (d, n) => reader.readUnverified(d, n), window: 1, close: async () => undefined };
 }
 
 /** Below this many bytes a restore runs in-process: starting workers would cost more than it saves. */
@@ -32,12 +35,14 @@ export function chunkSource(reg: Registry, reader: ChunkReader, totalBytes: numb
   const wanted = mode === '1' || (mode !== '0' && totalBytes >= POOL_THRESHOLD_BYTES);
   if (!wanted || !(reg.backend instanceof LocalBackend)) return readerSource(reader);
   const pool = new WorkerPool({ root: reg.backend.root, maxChainDepth: reg.config.maxChainDepth });
+  const decode = async (digest: string, length: number, verify: boolean): Promise<Uint8Array> => {
+    const r = await pool.run({ kind: 'decode', digest, length, verify });
+    if (r.kind !== 'decoded') throw new Error('unexpected worker reply');
+    return r.bytes;
+  };
   return {
-    read: async (digest, length) => {
-      const r = await pool.run({ kind: 'decode', digest, length });
-      if (r.kind !== 'decoded') throw new Error('unexpected worker reply');
-      return r.bytes;
-    },
+    read: (digest, length) => decode(digest, length, true),
+    readUnverified: (digest, length) => decode(digest, length, false),
     window: 6,
     close: () => pool.close(),
   };

@@ -65,49 +65,58 @@ export interface PieceResult {
 
 /**
  * Decode pieces in order, checking each tensor's and blob's SHA-256 as its
- * last piece arrives. Failures are returned per piece (with the tensor
- * named), not thrown, so verify can report them all; a piece following a
- * failed one of the same tensor is skipped.
+ * last piece arrives. Chunks are decoded without hashing each one (the
+ * tensor's digest covers every byte of its chunks, so one hash per byte is
+ * enough); when a tensor fails, its chunks are read again with every object
+ * verified so the failure names the damaged object. Failures are returned
+ * per piece (with the tensor named), not thrown, so verify can report them
+ * all; the remaining pieces of a failed tensor are skipped.
  */
 export async function* decodePieces(source: ChunkSource, pieces: Piece[], where: Where): AsyncGenerator<PieceResult> {
   let hash = newSha256();
   let broken = false;
+  let group: Piece[] = [];
   const results = orderedMap(
     pieces,
     async (p) => {
       try {
-        return { p, bytes: await source.read(p.digest, p.length) };
+        return { p, bytes: await source.readUnverified(p.digest, p.length) };
       } catch (e) {
         return { p, e };
       }
     },
     source.window,
   );
+  const failure = (p: Piece, e: unknown): IntegrityError =>
+    p.tensor ? tensorFailure(e, where, p.tensor.name) : new IntegrityError(`version ${where.version}, file ${where.file}: header: ${e instanceof Error ? e.message : String(e)}`, where);
+  /** Why a group of pieces failed its digest: the first object that does not verify, if any. */
+  const diagnose = async (ps: Piece[]): Promise<unknown> => {
+    for (const q of ps) {
+      try {
+        await source.read(q.digest, q.length);
+      } catch (e) {
+        return e;
+      }
+    }
+    return new Error('bytes do not match the recorded SHA-256');
+  };
   for await (const { p, bytes, e } of results) {
     if (p.first) {
       hash = newSha256();
       broken = false;
+      group = [];
     }
-    const name = p.tensor ? p.tensor.name : undefined;
     if (broken) continue;
+    group.push(p);
     if (e !== undefined || !bytes) {
       broken = true;
-      yield { piece: p, error: name !== undefined ? tensorFailure(e, where, name) : new IntegrityError(`version ${where.version}, file ${where.file}: ${(e as Error).message}`, where) };
+      yield { piece: p, error: failure(p, e instanceof IntegrityError || e instanceof At1Error ? await diagnose([p]) : e) };
       continue;
     }
-    const expected = p.tensor ? p.tensor.sha256 : p.blob!.sha256;
-    // A one-chunk tensor's digest is its chunk's, already checked where it was decoded.
-    const single = p.first && p.last;
-    if (!single) hash.update(bytes);
-    if (p.last && !single && hash.digest('hex') !== expected) {
+    hash.update(bytes);
+    if (p.last && hash.digest('hex') !== (p.tensor ? p.tensor.sha256 : p.blob!.sha256)) {
       broken = true;
-      const msg = new Error('bytes do not match the recorded SHA-256');
-      yield { piece: p, error: name !== undefined ? tensorFailure(msg, where, name) : new IntegrityError(`version ${where.version}, file ${where.file}: the header does not match its SHA-256`, where) };
-      continue;
-    }
-    if (single && p.digest !== expected) {
-      broken = true;
-      yield { piece: p, error: tensorFailure(new Error('the manifest names a chunk that is not the tensor'), where, name ?? '(header)') };
+      yield { piece: p, error: failure(p, await diagnose(group)) };
       continue;
     }
     yield { piece: p, bytes };

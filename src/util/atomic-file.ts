@@ -26,9 +26,18 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/** Writes kept in flight at once: the caller hashes the next piece while the kernel copies this one. */
+const MAX_PENDING_WRITES = 4;
+/** Start flushing to disk every this many bytes, in the background, so the final fsync has little left to do. */
+const EARLY_FLUSH_BYTES = 256 << 20;
+
 export class AtomicFileWriter {
   private position = 0;
   private done = false;
+  private pending: Promise<void>[] = [];
+  private flushing: Promise<void> | undefined;
+  private flushedAt = 0;
+  private failure: unknown;
   private constructor(
     readonly target: string,
     readonly tempPath: string,
@@ -41,13 +50,33 @@ export class AtomicFileWriter {
     return new AtomicFileWriter(target, tempPath, fh);
   }
 
+  /**
+   * Queue `data` at the current end of the file. Returns once the write is
+   * under way (at most MAX_PENDING_WRITES in flight); `data` must not be
+   * modified afterwards. Errors surface on a later write or on commit.
+   */
   async write(data: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < data.length) {
-      const { bytesWritten } = await this.fh.write(data, off, data.length - off, this.position);
-      off += bytesWritten;
-      this.position += bytesWritten;
+    if (this.failure) throw this.failure;
+    const at = this.position;
+    this.position += data.length;
+    const p = this.writeAt(data, at).catch((e: unknown) => {
+      this.failure ??= e;
+    });
+    this.pending.push(p);
+    if (this.pending.length >= MAX_PENDING_WRITES) await this.pending.shift();
+    if (!this.flushing && this.position - this.flushedAt >= EARLY_FLUSH_BYTES) {
+      this.flushedAt = this.position;
+      this.flushing = this.fh.datasync().then(
+        () => void (this.flushing = undefined),
+        (e: unknown) => void (this.failure ??= e),
+      );
     }
+    if (this.failure) throw this.failure;
+  }
+
+  private async writeAt(data: Uint8Array, at: number): Promise<void> {
+    let off = 0;
+    while (off < data.length) off += (await this.fh.write(data, off, data.length - off, at + off)).bytesWritten;
   }
 
   get bytesWritten(): number {
@@ -56,6 +85,9 @@ export class AtomicFileWriter {
 
   /** fsync, close, rename into place, fsync the directory. */
   async commit(): Promise<void> {
+    await Promise.all(this.pending);
+    await this.flushing;
+    if (this.failure) throw this.failure;
     await this.fh.sync();
     await this.fh.close();
     await rename(this.tempPath, this.target);
@@ -67,6 +99,7 @@ export class AtomicFileWriter {
   async abort(): Promise<void> {
     if (this.done) return;
     this.done = true;
+    await Promise.allSettled([...this.pending, this.flushing]);
     await this.fh.close().catch(() => undefined);
     await unlink(this.tempPath).catch(() => undefined);
   }

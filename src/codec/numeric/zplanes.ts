@@ -13,37 +13,14 @@
  * zstd runs through the native binding with caller-sized output buffers, so
  * a hostile frame cannot make the decoder allocate more than the chunk size.
  */
-import { createRequire } from 'node:module';
-import { corrupt } from '../entropy/bitio.js';
+import { zstdCompress as compressAt, zstdDecompressInto } from '../zstd.js';
 
-interface Binding {
-  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
-  DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
-  compressBound(n: number): number;
-}
-const binding = createRequire(import.meta.url)('zstd-napi/binding') as Binding;
-let cctx: InstanceType<Binding['CCtx']> | undefined;
-let dctx: InstanceType<Binding['DCtx']> | undefined;
+export { zstdDecompressInto };
 
 export const FAST_ZSTD_LEVEL = 1;
 
 export function zstdCompress(src: Uint8Array, level = FAST_ZSTD_LEVEL): Uint8Array {
-  cctx ??= new binding.CCtx();
-  const dst = new Uint8Array(binding.compressBound(src.length));
-  const n = cctx.compress(dst, src, level);
-  return dst.subarray(0, n);
-}
-
-/** Decompress exactly dst.length bytes into dst, or throw E_CORRUPT. */
-export function zstdDecompressInto(dst: Uint8Array, src: Uint8Array, what: string): void {
-  dctx ??= new binding.DCtx();
-  let n: number;
-  try {
-    n = dctx.decompress(dst, src);
-  } catch (e) {
-    corrupt(`${what}: zstd stream is damaged (${(e as Error).message})`);
-  }
-  if (n !== dst.length) corrupt(`${what}: zstd stream holds ${n} bytes, expected ${dst.length}`);
+  return compressAt(src, level);
 }
 
 /**
