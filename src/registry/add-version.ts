@@ -17,7 +17,7 @@ import { newSha256, sha256Hex } from '../util/hash.js';
 import { BLOB_CHUNK_BYTES } from './config.js';
 import { storeChunk, type StoredChunk } from './chunk-writer.js';
 import { POOL_THRESHOLD_BYTES } from './chunk-source.js';
-import { WorkerPool } from './worker-pool.js';
+import { defaultPoolSize, WorkerPool } from './worker-pool.js';
 import { LocalBackend } from '../store/local-backend.js';
 import { orderedMap } from '../util/ordered-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
@@ -88,14 +88,14 @@ function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
       close: async () => undefined,
     };
   }
-  const pool = new WorkerPool({ root: (reg.backend as LocalBackend).root, maxChainDepth: reg.config.maxChainDepth });
+  const pool = new WorkerPool({ root: (reg.backend as LocalBackend).root, maxChainDepth: reg.config.maxChainDepth }, defaultPoolSize('encode'));
   return {
     store: async (raw, dtype, parentChunk) => {
       const r = await pool.run({ kind: 'encode', raw, dtype, parentChunk, level }, [raw.buffer as ArrayBuffer]);
       if (r.kind !== 'stored') throw new Error('unexpected worker reply');
       return r;
     },
-    window: 4,
+    window: 6,
     close: () => pool.close(),
   };
 }
