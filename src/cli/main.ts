@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { At1Error } from '../errors.js';
 import { registryCommand } from './registry-commands.js';
 import { demoCommand } from './demo.js';
+import { tensorCommand } from './tensor-commands.js';
 import { EXIT, exitCodeFor } from './output.js';
 
 export async function main(argv: string[]): Promise<void> {
@@ -13,6 +14,7 @@ export async function main(argv: string[]): Promise<void> {
     .configureOutput({ outputError: (s, write) => write(s) })
     .exitOverride();
   program.addCommand(registryCommand());
+  program.addCommand(tensorCommand());
   program.addCommand(demoCommand());
   try {
     await program.parseAsync(argv);

@@ -1,0 +1,163 @@
+/**
+ * Addressable weights: one tensor of one version, or a byte or row range
+ * of it, decoded from its own chunks only (and, for deltas, the same
+ * chunks of the same tensor along its reference chain) — never from the
+ * rest of the model.
+ *
+ * A whole-tensor read checks the tensor's SHA-256; a range read decodes only
+ * the chunks that overlap the range and checks each against its digest.
+ */
+import { At1Error } from '../errors.js';
+import { dtypeInfo } from '../format/dtype.js';
+import { decodePieces, tensorPieces } from './restore.js';
+import { readerSource } from './chunk-source.js';
+import { dtypeBits, elementCount, tensorChunks } from './geometry.js';
+import type { SafetensorsFile, TensorEntry, VersionManifest } from './manifest.js';
+import type { Registry } from './registry.js';
+
+export interface TensorLocation {
+  manifest: VersionManifest;
+  file: SafetensorsFile;
+  tensor: TensorEntry;
+}
+
+/** Every tensor of a version, with the file it sits in. */
+export function tensorsOf(m: VersionManifest): TensorLocation[] {
+  return m.files.flatMap((f) => (f.kind === 'safetensors' ? f.tensors.map((tensor) => ({ manifest: m, file: f, tensor })) : []));
+}
+
+export async function findTensor(reg: Registry, version: string, name: string): Promise<TensorLocation> {
+  const m = await reg.manifest(version);
+  const hit = tensorsOf(m).find((t) => t.tensor.name === name);
+  if (!hit) throw new At1Error('E_NOT_FOUND', `version ${version} has no tensor ${JSON.stringify(name)}`);
+  return hit;
+}
+
+/** A half-open byte range [start, end) within a tensor. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** Bytes of one row (one index of the first dimension). */
+export function rowBytes(t: TensorEntry): number {
+  if (t.shape.length === 0) throw new At1Error('E_INPUT', `tensor ${JSON.stringify(t.name)} is a scalar: it has no rows`);
+  const perRow = elementCount(t.shape.slice(1)) * dtypeBits(t.dtype);
+  if (perRow % 8 !== 0) throw new At1Error('E_INPUT', `tensor ${JSON.stringify(t.name)}: a row of ${t.dtype} is not a whole number of bytes`);
+  return perRow / 8;
+}
+
+/** The byte range of rows [from, to) of the first dimension; refuses ranges outside the tensor. */
+export function rowRange(t: TensorEntry, from: number, to: number): ByteRange {
+  const rows = t.shape[0] ?? 0;
+  const per = rowBytes(t);
+  if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 0 || to < from || to > rows) {
+    throw new At1Error('E_INPUT', `rows ${from}:${to} are outside tensor ${JSON.stringify(t.name)}, which has ${rows} rows (0:${rows})`);
+  }
+  return { start: from * per, end: to * per };
+}
+
+export function checkByteRange(t: TensorEntry, r: ByteRange): void {
+  if (!Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.end) || r.start < 0 || r.end < r.start || r.end > t.length) {
+    throw new At1Error('E_INPUT', `bytes ${r.start}:${r.end} are outside tensor ${JSON.stringify(t.name)}, which has ${t.length} bytes`);
+  }
+}
+
+/**
+ * A tensor's bytes, or a range of them, as verified pieces in order. Only
+ * the chunks overlapping the range are read.
+ */
+export async function* readTensorRange(reg: Registry, loc: TensorLocation, range?: ByteRange): AsyncGenerator<Uint8Array> {
+  const { tensor: t, file: f, manifest: m } = loc;
+  const where = { version: m.name, file: f.path };
+  if (range === undefined) {
+    for await (const r of decodePieces(readerSource(reg.reader), tensorPieces(t, f.chunkElements), where)) {
+      if (r.error) throw r.error;
+      yield r.bytes!;
+    }
+    return;
+  }
+  checkByteRange(t, range);
+  for (const span of tensorChunks(elementCount(t.shape), dtypeBits(t.dtype), f.chunkElements)) {
+    const from = Math.max(range.start, span.offset);
+    const to = Math.min(range.end, span.offset + span.length);
+    if (from >= to) continue;
+    let bytes: Uint8Array;
+    try {
+      bytes = (await reg.reader.read(t.chunks[span.index]!, span.length)).bytes; // each chunk checked against its digest
+    } catch (e) {
+      throw new At1Error(e instanceof At1Error ? e.code : 'E_IO', `version ${m.name}, tensor ${JSON.stringify(t.name)}, chunk ${span.index}: ${(e as Error).message}`);
+    }
+    yield bytes.subarray(from - span.offset, to - span.offset);
+  }
+}
+
+export async function readTensorBytes(reg: Registry, loc: TensorLocation, range?: ByteRange): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const p of readTensorRange(reg, loc, range)) parts.push(p);
+  return parts.length === 1 ? parts[0]! : new Uint8Array(Buffer.concat(parts));
+}
+
+export type TypedView = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
+
+/**
+ * Tensor bytes as the natural typed array: F32 -> Float32Array, F64, the
+ * integer types, BOOL/U8 -> Uint8Array. F16 and BF16 have no JS float type:
+ * they come back as their Uint16Array bit patterns (see toFloat32).
+ * Copies only when the bytes are not aligned for the type.
+ */
+export function typedView(dtype: string, bytes: Uint8Array): TypedView {
+  const info = dtypeInfo(dtype);
+  if (!info || info.bits % 8 !== 0) throw new At1Error('E_INPUT', `no typed view for dtype ${dtype}`);
+  const w = info.bits / 8;
+  const b = bytes.byteOffset % w === 0 ? bytes : bytes.slice();
+  const n = b.length / w;
+  switch (dtype) {
+    case 'F32':
+      return new Float32Array(b.buffer, b.byteOffset, n);
+    case 'F64':
+      return new Float64Array(b.buffer, b.byteOffset, n);
+    case 'I8':
+      return new Int8Array(b.buffer, b.byteOffset, n);
+    case 'I16':
+      return new Int16Array(b.buffer, b.byteOffset, n);
+    case 'I32':
+      return new Int32Array(b.buffer, b.byteOffset, n);
+    case 'U32':
+      return new Uint32Array(b.buffer, b.byteOffset, n);
+    case 'I64':
+      return new BigInt64Array(b.buffer, b.byteOffset, n);
+    case 'U64':
+      return new BigUint64Array(b.buffer, b.byteOffset, n);
+    case 'U16':
+    case 'F16':
+    case 'BF16':
+      return new Uint16Array(b.buffer, b.byteOffset, n);
+    default:
+      return b;
+  }
+}
+
+function f16ToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** F32, F16 or BF16 values as a Float32Array (exact: every F16 and BF16 value is a float32; NaN payloads are not kept). */
+export function toFloat32(dtype: string, bytes: Uint8Array): Float32Array {
+  const v = typedView(dtype, bytes);
+  if (dtype === 'F32') return v as Float32Array;
+  const src = v as Uint16Array;
+  const out = new Float32Array(src.length);
+  if (dtype === 'BF16') {
+    const o32 = new Uint32Array(out.buffer);
+    for (let i = 0; i < src.length; i++) o32[i] = src[i]! << 16;
+  } else if (dtype === 'F16') {
+    for (let i = 0; i < src.length; i++) out[i] = f16ToF32(src[i]!);
+  } else throw new At1Error('E_INPUT', `toFloat32 takes F32, F16 or BF16, not ${dtype}`);
+  return out;
+}
