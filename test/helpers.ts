@@ -59,3 +59,13 @@ export function at1(...args: string[]): CliResult {
   const r = spawnSync(process.execPath, [join(REPO, 'bin/at1.js'), ...args], { encoding: 'utf8', env: { ...process.env, AT1_LOCK_WAIT_MS: '300' } });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
+
+/** The tensors of a safetensors file, with their bytes. */
+export function readTensors(path: string): { name: string; dtype: string; shape: number[]; data: Uint8Array }[] {
+  const b = new Uint8Array(readFileSync(path));
+  const n = Number(new DataView(b.buffer, b.byteOffset).getBigUint64(0, true));
+  const h = JSON.parse(new TextDecoder().decode(b.subarray(8, 8 + n))) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  return Object.entries(h)
+    .filter(([k]) => k !== '__metadata__')
+    .map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, data: b.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]) }));
+}

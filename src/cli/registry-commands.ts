@@ -63,11 +63,11 @@ export function registryCommand(): Command {
 
   reg
     .command('add')
-    .description('add FILE to the registry as a new version, delta-coded against its parent')
+    .description('add FILE (a .safetensors file or a model directory) as a new version, delta-coded against its nearest relative')
     .argument('<dir>', 'the registry')
-    .argument('<file>', 'a .safetensors file')
+    .argument('<file>', 'a .safetensors file, or a model directory (model.safetensors or sharded, with config and tokenizer files)')
     .option('--name <name>', "the version's name (default: the file's stem)")
-    .option('--parent <name>', 'the version to encode against (default: the base)')
+    .option('--parent <name>', 'the version to encode against (default: the nearest relative, chosen by sampling)')
     .addOption(levelOption())
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, file: string, o: { name?: string; parent?: string; level?: Level; json?: boolean }) => {
@@ -89,7 +89,7 @@ export function registryCommand(): Command {
     .description('restore version NAME byte-exact to --out, verifying every SHA-256 on the way')
     .argument('<dir>', 'the registry')
     .argument('<name>', 'the version')
-    .requiredOption('--out <file>', 'where to write the restored file (written atomically)')
+    .requiredOption('--out <path>', 'where to write the restored file, or the directory for a model-directory version (written atomically)')
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, name: string, o: { out: string; json?: boolean }) => {
       const registry = await Registry.open(dir);
@@ -99,7 +99,8 @@ export function registryCommand(): Command {
         p.stop();
         if (o.json) printJson({ ...r, integrity: 'PASS' });
         else {
-          say(`restored ${name} to ${o.out}: ${r.bytes} bytes, sha256 ${r.sha256}`);
+          if (r.files) say(`restored ${name} to ${o.out}/: ${r.files.length} files, ${r.bytes} bytes`);
+          else say(`restored ${name} to ${o.out}: ${r.bytes} bytes, sha256 ${r.sha256}`);
           say('integrity: PASS (SHA-256)');
         }
       } finally {

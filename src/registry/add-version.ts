@@ -22,7 +22,8 @@ import { LocalBackend } from '../store/local-backend.js';
 import { orderedMap } from '../util/ordered-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
-import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type BlobRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
+import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type BlobFile, type BlobRef, type FileEntry, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
+import { planModelDir, type PlannedFile } from './model-dir.js';
 import { checkVersionName, defaultNameFor } from './names.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
@@ -111,13 +112,12 @@ async function storeSafetensors(
   path: string,
   relPath: string,
   header: SafetensorsHeader,
-  parent: VersionManifest | undefined,
+  related: ReturnType<typeof tensorsByName>,
   level: Level,
   counters: Counters,
   progress: (n: number) => void,
 ): Promise<SafetensorsFile> {
   const chunkElements = reg.config.chunkElements;
-  const related = tensorsByName(parent);
   const fileHash = newSha256().update(header.headerBytes);
   const headerRef = await storeBlob(reg, header.headerBytes, level, counters);
   progress(header.headerBytes.length);
@@ -174,43 +174,78 @@ async function storeSafetensors(
   return { kind: 'safetensors', path: relPath, size: header.fileSize, sha256: fileHash.digest('hex'), header: headerRef, chunkElements, tensors };
 }
 
-/**
- * Add a one-file version. `parentName`: a version to code against, null for
- * a standalone version (init's base), undefined to choose the nearest
- * relative. The caller holds no lock; this takes it.
- */
-export async function addVersion(reg: Registry, path: string, opts: AddOptions & { parentName: string | null | undefined }): Promise<AddResult> {
+/** A side file (config, tokenizer, index, README…) stored as a blob, read in chunks. */
+async function storeBlobFile(reg: Registry, f: PlannedFile, level: Level, counters: Counters, progress: (n: number) => void): Promise<BlobFile> {
+  const hash = newSha256();
+  const chunks: string[] = [];
+  const fh = await open(f.abs, 'r');
+  try {
+    for (const span of blobChunks(f.size, BLOB_CHUNK_BYTES)) {
+      const raw = await readExactly(fh, span.length, span.offset, f.abs);
+      hash.update(raw);
+      const r = await storeChunk(reg.store, raw, 'U8', [], level);
+      counters.newObjectBytes += r.written;
+      counters.newObjects += r.written > 0 ? 1 : 0;
+      chunks.push(r.digest);
+      progress(span.length);
+    }
+  } finally {
+    await fh.close();
+  }
+  if ((await stat(f.abs)).size !== f.size) throw new At1Error('E_INPUT', `${f.abs} changed size while it was being read; nothing was added`);
+  return { kind: 'blob', path: f.path, size: f.size, sha256: hash.digest('hex'), chunkBytes: BLOB_CHUNK_BYTES, chunks };
+}
+
+/** What an add reads: one safetensors file, or every file of a model directory. Validated completely before any write. */
+async function planSource(path: string): Promise<{ layout: 'file' | 'directory'; files: PlannedFile[] }> {
   const st = await stat(path).catch(() => undefined);
   if (!st) throw new At1Error('E_NOT_FOUND', `${path} does not exist`);
-  if (st.isDirectory()) throw new At1Error('E_INPUT', `${path} is a directory; model directories as versions are not supported yet — add the .safetensors file`);
+  if (st.isDirectory()) return { layout: 'directory', files: (await planModelDir(path)).files };
+  const header = await readSafetensorsHeader(path); // every format rule checked before anything is written
+  return { layout: 'file', files: [{ path: basename(path), abs: path, size: header.fileSize, header }] };
+}
+
+/**
+ * Add a version: a safetensors file or a model directory. `parentName`: a
+ * version to code against, null for a standalone version (init's base),
+ * undefined to choose the nearest relative. The caller holds no lock; this
+ * takes it.
+ */
+export async function addVersion(reg: Registry, path: string, opts: AddOptions & { parentName: string | null | undefined }): Promise<AddResult> {
   const name = opts.name ?? defaultNameFor(path);
   checkVersionName(name);
-  const header = await readSafetensorsHeader(path); // every format rule checked before anything is written
+  const source = await planSource(path);
   const level = opts.level ?? reg.config.level;
+  const total = source.files.reduce((a, f) => a + f.size, 0);
   const lock = await reg.lock(`add ${name}`);
   try {
     if (await reg.hasVersion(name)) throw new At1Error('E_EXISTS', `version ${JSON.stringify(name)} already exists in ${reg.location}; choose another --name`);
     let estimates: ParentEstimate[] = [];
     let parentName = opts.parentName;
-    if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, path, header, level));
+    const tensorFiles = source.files.filter((f): f is PlannedFile & { header: SafetensorsHeader } => f.header !== undefined);
+    if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, tensorFiles, level));
     const parent = parentName === null ? undefined : await reg.manifest(parentName);
+    const related = tensorsByName(parent); // by tensor name across all the parent's files: a tensor that moved shard still finds its relative
     const counters: Counters = { newObjectBytes: 0, newObjects: 0 };
     let done = 0;
     const label = `add ${name}`;
     const progress = (n: number): void => {
       done += n;
-      opts.onProgress?.({ label, done, total: header.fileSize, unit: 'bytes' });
+      opts.onProgress?.({ label, done, total, unit: 'bytes' });
     };
-    const file = await storeSafetensors(reg, path, basename(path), header, parent, level, counters, progress);
+    const files: FileEntry[] = [];
+    for (const f of source.files) {
+      files.push(f.header ? await storeSafetensors(reg, f.abs, f.path, f.header, related, level, counters, progress) : await storeBlobFile(reg, f, level, counters, progress));
+    }
     const manifest: VersionManifest = {
       format: MANIFEST_FORMAT,
       formatVersion: MANIFEST_FORMAT_VERSION,
       name,
       parent: parent?.name ?? null,
       createdAt: new Date().toISOString(),
-      layout: 'file',
-      files: [file],
-      stats: { rawBytes: header.fileSize, ...counters },
+      layout: source.layout,
+      files,
+      stats: { rawBytes: total, ...counters },
     };
     const manifestBytes = await reg.publish(manifest);
     return { manifest, estimates, storedBytes: counters.newObjectBytes + manifestBytes };

@@ -75,11 +75,20 @@ function pickSampleTensors(tensors: readonly TensorInfo[]): TensorInfo[] {
   return chosen;
 }
 
-async function readSamples(path: string, header: SafetensorsHeader, chunkElements: number): Promise<Sample[]> {
-  const fh = await open(path, 'r');
-  try {
-    const out: Sample[] = [];
-    for (const t of pickSampleTensors(header.tensors)) {
+/** The files a new version's tensors come from (one, or the shards of a model directory). */
+export interface TensorSource {
+  abs: string;
+  header: SafetensorsHeader;
+}
+
+async function readSamples(sources: readonly TensorSource[], chunkElements: number): Promise<Sample[]> {
+  const all = sources.flatMap((s) => s.header.tensors.map((tensor) => ({ tensor, s })));
+  const fileOf = new Map(all.map((x) => [x.tensor, x.s]));
+  const out: Sample[] = [];
+  for (const t of pickSampleTensors(all.map((x) => x.tensor))) {
+    const { abs: path, header } = fileOf.get(t)!;
+    const fh = await open(path, 'r');
+    try {
       const bits = dtypeBits(t.dtype);
       if (bits % 8 !== 0) continue;
       const inChunk0 = Math.min(chunkElements, elementCount(t.shape));
@@ -88,11 +97,11 @@ async function readSamples(path: string, header: SafetensorsHeader, chunkElement
       const bytes = new Uint8Array((count * bits) / 8);
       await fh.read(bytes, 0, bytes.length, header.dataStart + t.begin + (start * bits) / 8);
       out.push({ tensor: t, start, count, bytes });
+    } finally {
+      await fh.close();
     }
-    return out;
-  } finally {
-    await fh.close();
   }
+  return out;
 }
 
 function sliceRef(r: Reference, start: number, count: number): Reference {
@@ -112,9 +121,9 @@ export interface ParentChoice {
 }
 
 /** The nearest relative of the file among the registry's versions, by encoding sampled slices against each. */
-export async function chooseParent(reg: Registry, path: string, header: SafetensorsHeader, level: Level): Promise<ParentChoice> {
+export async function chooseParent(reg: Registry, sources: readonly TensorSource[], level: Level): Promise<ParentChoice> {
   const manifests = (await reg.manifests()).reverse().slice(0, MAX_CANDIDATES); // newest first: ties go to the newer version
-  const samples = await readSamples(path, header, reg.config.chunkElements);
+  const samples = await readSamples(sources, reg.config.chunkElements);
   const standalone = samples.map((s) => bestEncoding(s.bytes, s.tensor.dtype, [], level).payload.length);
   const standaloneTotal = standalone.reduce((a, b) => a + b, 0);
   const estimates: ParentEstimate[] = [{ name: null, sampleBytes: standaloneTotal }];

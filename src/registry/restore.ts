@@ -8,9 +8,11 @@
  * (getVersion) publishes the file only after the final check, so a failed
  * restore leaves no output file behind.
  */
-import { stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname, join, resolve } from 'node:path';
 import { At1Error, IntegrityError } from '../errors.js';
-import { AtomicFileWriter } from '../util/atomic-file.js';
+import { AtomicFileWriter, fsyncDir } from '../util/atomic-file.js';
 import { newSha256 } from '../util/hash.js';
 import { orderedMap } from '../util/ordered-map.js';
 import type { BlobRef, FileEntry, TensorEntry, VersionManifest } from './manifest.js';
@@ -158,13 +160,20 @@ export interface GetResult {
   name: string;
   out: string;
   bytes: number;
-  sha256: string;
+  /** SHA-256 of the file (one-file versions). */
+  sha256?: string;
+  /** Every file restored, with its SHA-256 (model directories). */
+  files?: { path: string; bytes: number; sha256: string }[];
 }
 
-/** Restore a one-file version to `out`, atomically: the file appears only when every check passed. */
+/**
+ * Restore a version: a one-file version to the file `out`, a model
+ * directory to the directory `out` (which must not exist or be empty). Both
+ * are atomic: the file or directory appears only when every check passed.
+ */
 export async function getVersion(reg: Registry, name: string, out: string, opts: GetOptions = {}): Promise<GetResult> {
   const m = await reg.manifest(name);
-  if (m.layout !== 'file' || m.files.length !== 1) throw new At1Error('E_UNSUPPORTED', `version ${name} is a model directory; this build restores one-file versions only`);
+  if (m.layout === 'directory') return getDirectory(reg, m, out, opts);
   const f = m.files[0]!;
   const st = await stat(out).catch(() => undefined);
   if (st?.isDirectory()) throw new At1Error('E_INPUT', `--out ${out} is a directory; give a file name`);
@@ -183,4 +192,44 @@ export async function getVersion(reg: Registry, name: string, out: string, opts:
     await source.close();
   }
   return { name, out, bytes: f.size, sha256: f.sha256 };
+}
+
+/** Restore a model directory into a temporary sibling of `out`, then rename it into place. */
+async function getDirectory(reg: Registry, m: VersionManifest, out: string, opts: GetOptions): Promise<GetResult> {
+  const st = await stat(out).catch(() => undefined);
+  if (st && (!st.isDirectory() || (await readdir(out)).length > 0)) {
+    throw new At1Error('E_EXISTS', `--out ${out} exists and is not an empty directory; version ${m.name} is a model directory, restored as a new directory`);
+  }
+  const total = m.files.reduce((a, f) => a + f.size, 0);
+  const tmp = `${out.replace(/[\\/]+$/, '')}.at1-tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await mkdir(tmp);
+  const source = chunkSource(reg, reg.reader, total);
+  let done = 0;
+  try {
+    for (const f of m.files) {
+      const target = join(tmp, ...f.path.split('/')); // paths were checked when the manifest was parsed: relative, no '..'
+      await mkdir(dirname(target), { recursive: true });
+      const w = await AtomicFileWriter.create(target);
+      try {
+        for await (const part of readFile(reg, m, f, source)) {
+          await w.write(part);
+          done += part.length;
+          opts.onProgress?.({ label: `get ${m.name}`, done, total, unit: 'bytes' });
+        }
+        await w.commit();
+      } catch (e) {
+        await w.abort();
+        throw e;
+      }
+    }
+    if (st) await rmdir(out);
+    await rename(tmp, out);
+    fsyncDir(dirname(resolve(out)));
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  } finally {
+    await source.close();
+  }
+  return { name: m.name, out, bytes: total, files: m.files.map((f) => ({ path: f.path, bytes: f.size, sha256: f.sha256 })) };
 }
