@@ -68,6 +68,7 @@ if (only.has('speed')) {
   const s = await throughputBench(Number(values.params), levels, log);
   console.log(`\n## Throughput and memory, synthetic ${(s.params / 1e9).toFixed(2)}B-parameter bf16 family (input MB/s for add, output MB/s for get)\n`);
   const limit = s.rows.find((r) => r.what.startsWith('zstd -d'));
+  // Tensor-fetch rows compare with the raw read printed right after each.
   const rows = [['what', 'bytes', 'seconds', 'MB/s', 'peak RSS MB', 'vs zstd -d + sha256']];
   for (const r of s.rows) rows.push([r.what, String(r.bytes), r.seconds.toFixed(2), r.mbPerSec.toFixed(0), r.peakRssBytes ? (r.peakRssBytes / 1e6).toFixed(0) : '-', limit ? r3(r.mbPerSec / limit.mbPerSec) : '-']);
   console.log(table(rows, [false, true, true, true, true, true]));

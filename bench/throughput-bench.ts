@@ -16,6 +16,10 @@ import { fileURLToPath } from 'node:url';
 import type { Level } from '../src/codec/types.js';
 import { zstdCompress } from '../src/codec/zstd.js';
 import { hasCommand } from './baselines.js';
+import { open } from 'node:fs/promises';
+import { readSafetensorsHeader } from '../src/format/safetensors.js';
+import { Registry } from '../src/registry/registry.js';
+import { findTensor, readTensorBytes } from '../src/registry/tensor-access.js';
 import { llamaShapes, paramCount, writeChain } from './synthetic.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -46,6 +50,34 @@ function timeShell(cmd: string): number {
   return (performance.now() - t0) / 1000;
 }
 
+/**
+ * One tensor out of the 2 GB model: at1 (open the registry, find the tensor,
+ * decode and verify its chunks and their references) against reading the
+ * same bytes from the raw safetensors file, both in this process.
+ */
+async function tensorFetchRows(regDir: string, rawFile: string, level: Level): Promise<Measured[]> {
+  const header = await readSafetensorsHeader(rawFile);
+  const out: Measured[] = [];
+  for (const name of ['model.layers.10.mlp.up_proj.weight', 'model.embed_tokens.weight']) {
+    const t = header.tensors.find((x) => x.name === name);
+    if (!t) continue;
+    const t0 = performance.now();
+    const reg = await Registry.open(regDir);
+    const bytes = await readTensorBytes(reg, await findTensor(reg, 'ft', name));
+    const at1s = (performance.now() - t0) / 1000;
+    const t1 = performance.now();
+    const fh = await open(rawFile, 'r');
+    const raw = new Uint8Array(t.end - t.begin);
+    await fh.read(raw, 0, raw.length, header.dataStart + t.begin);
+    await fh.close();
+    const raws = (performance.now() - t1) / 1000;
+    if (Buffer.compare(bytes, raw) !== 0) throw new Error(`tensor ${name} differs from the raw file`);
+    out.push(row(`at1 tensor get ${name} --level ${level}`, raw.length, at1s));
+    out.push(row(`read the same bytes from the .safetensors file`, raw.length, raws));
+  }
+  return out;
+}
+
 const row = (what: string, bytes: number, seconds: number, peakRssBytes?: number): Measured => ({ what, bytes, seconds, mbPerSec: bytes / 1e6 / seconds, peakRssBytes });
 
 export async function throughputBench(params: number, levels: Level[], log: (s: string) => void): Promise<{ params: number; rows: Measured[] }> {
@@ -67,6 +99,7 @@ export async function throughputBench(params: number, levels: Level[], log: (s: 
       const out = join(work, 'out.safetensors');
       const g = runAt1(['registry', 'get', reg, 'ft', '--out', out]);
       rows.push(row(`at1 get + verify --level ${level}`, size, g.seconds, g.peakRssBytes));
+      rows.push(...(await tensorFetchRows(reg, ft, level)));
       await rm(out, { force: true });
       await rm(reg, { recursive: true, force: true });
       log(`  measured level ${level}`);
