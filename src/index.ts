@@ -14,6 +14,7 @@ export { add } from './registry/add.js';
 export { getVersion, streamVersion, readFile as readVersionFile, readTensor, type GetResult } from './registry/restore.js';
 export { verifyRegistry, type VerifyReport, type VersionVerdict, type VerifyFailure } from './registry/verify.js';
 export { listRegistry, type FamilyListing, type VersionRow } from './registry/list.js';
+export { findTensor, readTensorRange, readTensorBytes, rowRange, tensorsOf, typedView, toFloat32, type TensorLocation, type ByteRange } from './registry/tensor-access.js';
 export type { VersionManifest, TensorEntry, FileEntry } from './registry/manifest.js';
 export type { ProgressEvent, ProgressFn } from './registry/progress.js';
 export { readSafetensorsHeader, serializeSafetensors, SafetensorsError } from './format/safetensors.js';
