@@ -6,6 +6,9 @@ import { listRegistry, type FamilyListing } from '../registry/list.js';
 import { Registry } from '../registry/registry.js';
 import { getVersion } from '../registry/restore.js';
 import { verifyRegistry, type VerifyReport } from '../registry/verify.js';
+import { removeVersion } from '../registry/remove.js';
+import { gcRegistry } from '../registry/gc.js';
+import { fsckRegistry, type FsckReport } from '../registry/fsck.js';
 import type { Level } from '../codec/types.js';
 import { EXIT, formatBytes, printJson, progressBar, say, table } from './output.js';
 
@@ -137,6 +140,56 @@ export function registryCommand(): Command {
       const l = await listRegistry(await Registry.open(dir));
       if (o.json) printJson(l);
       else printListing(l);
+    });
+
+  reg
+    .command('rm')
+    .description('remove a version; refuses while others are encoded against it, unless --rebase')
+    .argument('<dir>', 'the registry')
+    .argument('<name>', 'the version')
+    .option('--rebase', 're-encode the versions coded against it against another relative first (verified before anything is deleted)')
+    .option('--json', 'print the result as JSON')
+    .action(async (dir: string, name: string, o: { rebase?: boolean; json?: boolean }) => {
+      const r = await removeVersion(await Registry.open(dir), name, { rebase: o.rebase });
+      if (o.json) return printJson(r);
+      if (r.rebasedObjects > 0) say(`re-encoded ${r.rebasedObjects} objects of ${r.rebasedVersions.join(', ')} against other relatives`);
+      say(`removed ${name}; freed ${r.gc.removedBytes} bytes (${r.gc.removedObjects} objects)`);
+    });
+
+  reg
+    .command('gc')
+    .description('delete objects no version needs and leftovers of interrupted writes')
+    .argument('<dir>', 'the registry')
+    .option('--json', 'print the result as JSON')
+    .action(async (dir: string, o: { json?: boolean }) => {
+      const r = await gcRegistry(await Registry.open(dir));
+      if (o.json) return printJson(r);
+      say(`gc: removed ${r.removedObjects} objects (${r.removedBytes} bytes) and ${r.removedLeftovers} leftover files; ${r.keptObjects} objects in use`);
+    });
+
+  reg
+    .command('fsck')
+    .description('check the registry is whole: manifests, parents, objects, depths; --read-data re-hashes every object')
+    .argument('<dir>', 'the registry')
+    .option('--read-data', 'decode every needed object and check its SHA-256')
+    .option('--json', 'print the report as JSON')
+    .action(async (dir: string, o: { readData?: boolean; json?: boolean }) => {
+      const p = progressBar(o);
+      let r: FsckReport;
+      try {
+        r = await fsckRegistry(dir, { readData: o.readData, onProgress: p.onProgress });
+      } finally {
+        p.stop();
+      }
+      if (o.json) printJson(r);
+      else {
+        say(`${r.versions} versions, ${r.objects.needed} objects needed, ${r.objects.stored} stored${o.readData ? `, ${r.objects.checkedData} re-hashed` : ''}`);
+        if (r.objects.orphans > 0) say(`${r.objects.orphans} orphan objects (${r.objects.orphanBytes} bytes): 'at1 registry gc' removes them`);
+        if (r.leftovers.length > 0) say(`${r.leftovers.length} leftover files of interrupted writes in tmp/: 'at1 registry gc' removes them`);
+        for (const x of r.problems) say(`  ${x.kind}: ${x.message}${x.tensor ? ` (version ${x.version}, tensor ${JSON.stringify(x.tensor)})` : x.version ? ` (version ${x.version})` : ''}`);
+        say(`fsck: ${r.status.toUpperCase()}`);
+      }
+      process.exitCode = r.status === 'clean' ? EXIT.ok : r.status === 'damaged' ? EXIT.integrity : EXIT.input;
     });
 
   return reg;

@@ -4,7 +4,7 @@ export interface ProgressEvent {
   label: string;
   done: number;
   total: number;
-  unit: 'bytes';
+  unit: 'bytes' | 'objects';
 }
 
 export type ProgressFn = (e: ProgressEvent) => void;

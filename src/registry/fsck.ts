@@ -1,0 +1,128 @@
+/**
+ * fsck: is the registry whole? Structure (always): the configuration and
+ * every manifest parse; parents exist and form no cycle; every object a
+ * manifest needs exists, has a valid header of the length the manifest
+ * expects, respects the depth bound and references only shallower objects.
+ * Data (--read-data): every needed object is decoded and re-hashed against
+ * its name. Also reported, not counted as damage: orphans (objects nothing
+ * needs) and leftovers of interrupted writes in tmp/ — gc removes both.
+ *
+ * Status: 'clean' (exit 0), 'damaged' (exit 1: some version cannot be
+ * restored as recorded), 'unusable' (exit 2: not a readable registry).
+ */
+import { At1Error } from '../errors.js';
+import { ChunkReader } from './chunk-reader.js';
+import { parseManifest, type VersionManifest } from './manifest.js';
+import { reachable } from './reachability.js';
+import { Registry, VERSIONS_DIR } from './registry.js';
+import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js';
+import { TMP_DIR } from '../store/local-backend.js';
+import type { ProgressFn } from './progress.js';
+
+export interface FsckProblem {
+  kind: string;
+  version?: string;
+  tensor?: string;
+  object?: string;
+  message: string;
+}
+
+export interface FsckReport {
+  status: 'clean' | 'damaged' | 'unusable';
+  versions: number;
+  objects: { needed: number; stored: number; orphans: number; orphanBytes: number; checkedData: number };
+  leftovers: string[];
+  problems: FsckProblem[];
+}
+
+export interface FsckOptions {
+  readData?: boolean;
+  onProgress?: ProgressFn;
+}
+
+/** Expected raw length of every chunk a manifest names (digest -> length), with what it belongs to. */
+function expectedChunks(m: VersionManifest): Map<string, { length: number; tensor?: string }> {
+  const out = new Map<string, { length: number; tensor?: string }>();
+  for (const f of m.files) {
+    const blob = f.kind === 'blob' ? f : f.header;
+    for (const s of blobChunks(blob.size, blob.chunkBytes)) out.set(blob.chunks[s.index]!, { length: s.length });
+    if (f.kind !== 'safetensors') continue;
+    for (const t of f.tensors) {
+      for (const s of tensorChunks(elementCount(t.shape), dtypeBits(t.dtype), f.chunkElements)) out.set(t.chunks[s.index]!, { length: s.length, tensor: t.name });
+    }
+  }
+  return out;
+}
+
+export async function fsckRegistry(dir: string, opts: FsckOptions = {}): Promise<FsckReport> {
+  const report: FsckReport = { status: 'clean', versions: 0, objects: { needed: 0, stored: 0, orphans: 0, orphanBytes: 0, checkedData: 0 }, leftovers: [], problems: [] };
+  let reg: Registry;
+  try {
+    reg = await Registry.open(dir);
+  } catch (e) {
+    report.status = 'unusable';
+    report.problems.push({ kind: 'config', message: (e as Error).message });
+    return report;
+  }
+  // Manifests: each parsed on its own, so one bad manifest names itself and does not hide the rest.
+  const manifests: VersionManifest[] = [];
+  for (const { key } of await reg.backend.list(VERSIONS_DIR)) {
+    const file = key.slice(VERSIONS_DIR.length + 1);
+    const name = file.endsWith('.json') ? file.slice(0, -5) : file;
+    try {
+      manifests.push(parseManifest(await reg.backend.read(key), name));
+    } catch (e) {
+      report.problems.push({ kind: 'manifest', version: name, message: e instanceof At1Error ? e.message : String(e) });
+    }
+  }
+  report.versions = manifests.length;
+  const byName = new Map(manifests.map((m) => [m.name, m]));
+  for (const m of manifests) {
+    if (m.parent !== null && !byName.has(m.parent)) report.problems.push({ kind: 'parent', version: m.name, message: `version ${m.name} names parent ${m.parent}, which does not exist` });
+    const seen = new Set<string>([m.name]);
+    for (let p = m.parent; p !== null; p = byName.get(p)?.parent ?? null) {
+      if (seen.has(p)) {
+        report.problems.push({ kind: 'parent-cycle', version: m.name, message: `the parents of ${m.name} form a cycle through ${p}` });
+        break;
+      }
+      seen.add(p);
+    }
+  }
+  // Objects: presence, headers, lengths, depths, reference order.
+  const reader = new ChunkReader(reg.store); // its own: nothing decoded earlier is trusted
+  const { objects, problems } = await reachable(reader, manifests);
+  report.objects.needed = objects.size;
+  const owners = new Map<string, { version: string; tensor?: string; length: number }>();
+  for (const m of manifests) for (const [d, e] of expectedChunks(m)) if (!owners.has(d)) owners.set(d, { version: m.name, ...e });
+  for (const p of problems) report.problems.push({ kind: p.kind, object: p.object, version: owners.get(p.object)?.version, tensor: owners.get(p.object)?.tensor, message: p.message });
+  for (const [d, h] of objects) {
+    if (!h) continue;
+    const own = owners.get(d);
+    if (own && h.rawLength !== own.length) report.problems.push({ kind: 'length', object: d, version: own.version, tensor: own.tensor, message: `object ${d} holds ${h.rawLength} bytes, version ${own.version} expects ${own.length}` });
+    if (h.depth > reg.config.maxChainDepth) report.problems.push({ kind: 'depth', object: d, message: `object ${d} has chain depth ${h.depth}, above the registry's bound ${reg.config.maxChainDepth}` });
+  }
+  if (opts.readData) {
+    let done = 0;
+    for (const [d, h] of objects) {
+      if (!h) continue;
+      try {
+        await reader.read(d, h.rawLength);
+      } catch (e) {
+        const own = owners.get(d);
+        report.problems.push({ kind: 'data', object: d, version: own?.version, tensor: own?.tensor, message: (e as Error).message });
+      }
+      report.objects.checkedData++;
+      opts.onProgress?.({ label: 'fsck --read-data', done: ++done, total: objects.size, unit: 'objects' });
+    }
+  }
+  const stored = await reg.store.list();
+  report.objects.stored = stored.size;
+  for (const [d, size] of stored) {
+    if (objects.has(d)) continue;
+    report.objects.orphans++;
+    report.objects.orphanBytes += size;
+  }
+  report.leftovers = (await reg.backend.list(TMP_DIR)).map((k) => k.key);
+  if (report.problems.length > 0) report.status = 'damaged';
+  return report;
+}
