@@ -12,10 +12,15 @@ import type { Backend, KeyInfo, WriteOptions } from '../src/store/backend.js';
 import { LocalBackend } from '../src/store/local-backend.js';
 import { EMBEDDED, sha256File, tempDir } from './helpers.js';
 import { getVersion } from '../src/registry/restore.js';
+import { removeVersion } from '../src/registry/remove.js';
+import { gcRegistry } from '../src/registry/gc.js';
+import { fsckRegistry } from '../src/registry/fsck.js';
 
-/** A backend that fails with ENOSPC on its Nth write (counting from 0). */
+/** A backend that fails with ENOSPC on its Nth write, or EIO on its Nth removal (counting from 0). */
 class FailingBackend implements Backend {
   writes = 0;
+  removes = 0;
+  failRemoveAt = -1;
   constructor(
     private readonly inner: Backend,
     private readonly failAt: number,
@@ -36,7 +41,8 @@ class FailingBackend implements Backend {
     if (this.writes++ === this.failAt && k !== 'lock') throw new At1Error('E_IO', `could not write ${k}: ENOSPC (injected)`);
     return this.inner.write(k, d, opts);
   }
-  remove(k: string): Promise<void> {
+  async remove(k: string): Promise<void> {
+    if (this.removes++ === this.failRemoveAt && k !== 'lock') throw new At1Error('E_IO', `could not remove ${k}: EIO (injected)`);
     return this.inner.remove(k);
   }
   list(p: string): Promise<KeyInfo[]> {
@@ -74,4 +80,40 @@ test('an add failing at every possible write leaves a valid registry, and a retr
   const out = join(work, 'out.safetensors');
   await getVersion(reg, 'after-all-failures', out);
   assert.equal(sha256File(out), sha256File(file));
+});
+
+test('rm --rebase and gc failing at every write or removal leave a valid registry, and a re-run finishes', async (t) => {
+  const work = tempDir(t);
+  const setup = async (dir: string): Promise<void> => {
+    const { registry } = await initRegistry(dir, join(EMBEDDED, 'base.safetensors'));
+    await add(registry, join(EMBEDDED, 'prose-step0025.safetensors'));
+    await add(registry, join(EMBEDDED, 'prose-step0050.safetensors'));
+  };
+  const probeDir = join(work, 'probe');
+  await setup(probeDir);
+  const probe = new FailingBackend(new LocalBackend(probeDir), -1);
+  await removeVersion(await Registry.openBackend(probe), 'prose-step0025', { rebase: true });
+  const steps = { writes: probe.writes, removes: probe.removes };
+  assert.ok(steps.writes > 5 && steps.removes > 5, JSON.stringify(steps));
+  const want = sha256File(join(EMBEDDED, 'prose-step0050.safetensors'));
+  for (const kind of ['write', 'remove'] as const) {
+    for (let at = 0; at < (kind === 'write' ? steps.writes : steps.removes); at++) {
+      const dir = join(work, `${kind}-${at}`);
+      await setup(dir);
+      const b = new FailingBackend(new LocalBackend(dir), kind === 'write' ? at : -1);
+      if (kind === 'remove') b.failRemoveAt = at;
+      await removeVersion(await Registry.openBackend(b), 'prose-step0025', { rebase: true }).catch((e: unknown) => {
+        assert.ok(e instanceof At1Error && /injected/.test(e.message), String(e));
+      });
+      const reg = await Registry.open(dir);
+      assert.equal((await verifyRegistry(reg, undefined)).ok, true, `${kind} ${at}: every remaining version verifies`);
+      assert.equal((await fsckRegistry(dir)).status, 'clean', `${kind} ${at}`);
+      if (await reg.hasVersion('prose-step0025')) await removeVersion(reg, 'prose-step0025', { rebase: true });
+      await gcRegistry(reg);
+      const out = join(dir, 'out.safetensors');
+      await getVersion(reg, 'prose-step0050', out);
+      assert.equal(sha256File(out), want);
+      assert.equal((await fsckRegistry(dir, { readData: true })).objects.orphans, 0);
+    }
+  }
 });
