@@ -69,3 +69,14 @@ export function readTensors(path: string): { name: string; dtype: string; shape:
     .filter(([k]) => k !== '__metadata__')
     .map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, data: b.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]) }));
 }
+
+/** Bytes of a (possibly broken) safetensors file: u64 LE header length (or `declared`), the header, then `data` (bytes or a count of zero bytes). */
+export function craftSafetensors(header: string | Uint8Array, data: Uint8Array | number = 0, declared?: bigint): Uint8Array {
+  const h = typeof header === 'string' ? new TextEncoder().encode(header) : header;
+  const d = typeof data === 'number' ? new Uint8Array(data) : data;
+  const out = new Uint8Array(8 + h.length + d.length);
+  new DataView(out.buffer).setBigUint64(0, declared ?? BigInt(h.length), true);
+  out.set(h, 8);
+  out.set(d, 8 + h.length);
+  return out;
+}

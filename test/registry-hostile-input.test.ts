@@ -5,19 +5,9 @@ import { hostname } from 'node:os';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { add, At1Error, initRegistry, Registry, SafetensorsError, verifyRegistry } from '../src/index.js';
-import { at1, EMBEDDED, tempDir, treeDigest } from './helpers.js';
+import { at1, craftSafetensors, EMBEDDED, tempDir, treeDigest } from './helpers.js';
 
-const enc = new TextEncoder();
-
-function craft(header: string, data: Uint8Array | number = 0, declared?: bigint): Uint8Array {
-  const h = enc.encode(header);
-  const d = typeof data === 'number' ? new Uint8Array(data) : data;
-  const out = new Uint8Array(8 + h.length + d.length);
-  new DataView(out.buffer).setBigUint64(0, declared ?? BigInt(h.length), true);
-  out.set(h, 8);
-  out.set(d, 8 + h.length);
-  return out;
-}
+const craft = craftSafetensors;
 
 const e = (dtype: string, shape: string, off: string): string => `{"dtype":"${dtype}","shape":${shape},"data_offsets":${off}}`;
 

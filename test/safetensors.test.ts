@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
+import { craftSafetensors } from './helpers.js';
 import { At1Error } from '../src/errors.js';
 import {
   SafetensorsError,
@@ -17,16 +18,8 @@ import {
 const FILE = 'bad.safetensors';
 const enc = new TextEncoder();
 
-/** Bytes of a file: u64 LE length of `header`, the header, then `data` (bytes or a count of zero bytes). */
-function build(header: string | Uint8Array, data: Uint8Array | number = 0, n?: bigint): Uint8Array {
-  const h = typeof header === 'string' ? enc.encode(header) : header;
-  const d = typeof data === 'number' ? new Uint8Array(data) : data;
-  const out = new Uint8Array(8 + h.length + d.length);
-  new DataView(out.buffer).setBigUint64(0, n ?? BigInt(h.length), true);
-  out.set(h, 8);
-  out.set(d, 8 + h.length);
-  return out;
-}
+/** Bytes of a file: u64 LE length of `header`, the header, then `data`. */
+const build = craftSafetensors;
 
 /** One tensor entry as hand-written JSON. */
 function ent(dtype: string, shape: string, offsets: string): string {
