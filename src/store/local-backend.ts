@@ -5,9 +5,23 @@
  * atomically, which is what content-addressed puts and the lock need), and
  * the destination directory is fsynced. Leftovers in `tmp/` come only from
  * interrupted writes and are never read; gc removes them.
+ *
+ * Symbolic links below the root are never followed (docs/FORMAT.md §2:
+ * nothing a file supplies may address outside the registry): a key whose
+ * file, or any directory on its way down from the root, is a link is refused
+ * with E_CORRUPT. Files are opened with O_NOFOLLOW (and O_NONBLOCK, so a FIFO
+ * planted in the registry cannot block an open; anything but a regular file
+ * is refused after the open); directories are checked with lstat, once each
+ * per backend (a Set remembers those checked), so a read costs no extra
+ * system call once its `objects/ab` directory has been seen. The root itself
+ * may be a link (users do that): it is resolved once, here, with realpath.
+ * Limits: a directory replaced by a link after it was checked is not noticed
+ * (whoever can do that can rewrite the registry anyway), and a hard link to
+ * an outside file is indistinguishable from a regular file.
  */
-import { mkdir, open, readFile, rename, link, unlink, stat, readdir } from 'node:fs/promises';
-import { join, dirname } from 'node:path';
+import { constants, realpathSync } from 'node:fs';
+import { mkdir, open, rename, link, unlink, lstat, readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { At1Error } from '../errors.js';
 import { checkKey, type Backend, type KeyInfo, type WriteOptions } from './backend.js';
@@ -15,20 +29,45 @@ import { fsyncDir } from '../util/atomic-file.js';
 
 export const TMP_DIR = 'tmp';
 
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_WRONLY, O_CREAT, O_EXCL } = constants;
+const READ_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
+const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+
 function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code;
 }
 
+/** The root's real path; a root that does not exist yet is taken as given (made absolute). */
+function realRoot(root: string): string {
+  try {
+    return realpathSync(root);
+  } catch {
+    return resolve(root);
+  }
+}
+
 export class LocalBackend implements Backend {
-  constructor(readonly root: string) {}
+  /** The root with any link in it resolved: every path below is built from this. */
+  private readonly base: string;
+  /** Directories (relative, e.g. `objects/ab`) already seen to be real directories, not links. */
+  private readonly checkedDirs = new Set<string>();
+
+  constructor(readonly root: string) {
+    this.base = realRoot(root);
+  }
 
   get location(): string {
     return this.root;
   }
 
-  private path(key: string): string {
-    checkKey(key);
-    return join(this.root, ...key.split('/'));
+  private abs(rel: string): string {
+    return join(this.base, ...rel.split('/'));
+  }
+
+  /** The directory holding a key's file. */
+  private dirOf(key: string): string {
+    const i = key.lastIndexOf('/');
+    return i < 0 ? this.base : this.abs(key.slice(0, i));
   }
 
   private notFound(key: string, e: unknown): never {
@@ -36,30 +75,78 @@ export class LocalBackend implements Backend {
   }
 
   private ioError(what: string, key: string, e: unknown): never {
+    if (e instanceof At1Error) throw e;
     const code = (e as NodeJS.ErrnoException).code ?? 'unknown';
     throw new At1Error('E_IO', `could not ${what} ${key} in ${this.root}: ${code} ${(e as Error).message}`, { cause: e });
   }
 
-  async read(key: string): Promise<Uint8Array> {
+  /** Refuse `key` because `rel` (the key itself, or a directory on its way) is a symbolic link. */
+  private linkRefused(key: string, rel: string): never {
+    const what = rel === key ? key : `${key}: ${rel}`;
+    throw new At1Error('E_CORRUPT', `${what} in ${this.root} is a symbolic link; a registry never follows links`);
+  }
+
+  /**
+   * Check every directory between the root and the key's file: a link is
+   * refused, a missing one is created when `create` (one level at a time, so
+   * mkdir never follows a link either) and otherwise reported as `false`.
+   * Something that is neither (a file where a directory should be) is left to
+   * the open that follows, which fails with ENOTDIR.
+   */
+  private async checkDirs(key: string, create: boolean, withLast = false, forKey = key): Promise<boolean> {
+    const segs = key.split('/');
+    let rel = '';
+    for (let i = 0; i < (withLast ? segs.length : segs.length - 1); i++) {
+      rel = rel === '' ? segs[i]! : `${rel}/${segs[i]!}`;
+      if (this.checkedDirs.has(rel)) continue;
+      let st = await lstat(this.abs(rel)).catch((e: unknown) => (isErrno(e, 'ENOENT') ? undefined : Promise.reject(e)));
+      if (!st && create) {
+        await mkdir(this.abs(rel)).catch((e: unknown) => (isErrno(e, 'EEXIST') ? undefined : Promise.reject(e)));
+        st = await lstat(this.abs(rel));
+      }
+      if (!st) return false;
+      if (st.isSymbolicLink()) this.linkRefused(forKey, rel);
+      if (!st.isDirectory()) return true;
+      this.checkedDirs.add(rel);
+    }
+    return true;
+  }
+
+  /** Open a key's file for reading: no link followed, a regular file only. */
+  private async openRead(key: string) {
+    checkKey(key);
     try {
-      const b = await readFile(this.path(key));
-      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+      if (!(await this.checkDirs(key, false))) this.notFound(key, undefined);
+      const fh = await open(this.abs(key), READ_FLAGS);
+      try {
+        if ((await fh.stat()).isFile()) return fh;
+      } catch (e) {
+        await fh.close();
+        throw e;
+      }
+      await fh.close();
+      throw new At1Error('E_CORRUPT', `${key} in ${this.root} is not a regular file`);
     } catch (e) {
       if (isErrno(e, 'ENOENT')) this.notFound(key, e);
-      if (e instanceof At1Error) throw e;
-      this.ioError('read', key, e);
+      if (isErrno(e, 'ELOOP')) this.linkRefused(key, key);
+      this.ioError('open', key, e);
+    }
+  }
+
+  async read(key: string): Promise<Uint8Array> {
+    const fh = await this.openRead(key);
+    try {
+      const b = await fh.readFile();
+      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    } catch (e) {
+      return this.ioError('read', key, e);
+    } finally {
+      await fh.close();
     }
   }
 
   async readRange(key: string, offset: number, length: number): Promise<Uint8Array> {
-    let fh;
-    try {
-      fh = await open(this.path(key), 'r');
-    } catch (e) {
-      if (isErrno(e, 'ENOENT')) this.notFound(key, e);
-      if (e instanceof At1Error) throw e;
-      this.ioError('open', key, e);
-    }
+    const fh = await this.openRead(key);
     try {
       const out = new Uint8Array(length);
       let got = 0;
@@ -69,29 +156,42 @@ export class LocalBackend implements Backend {
         got += bytesRead;
       }
       return got === length ? out : out.subarray(0, got);
+    } catch (e) {
+      return this.ioError('read', key, e);
     } finally {
       await fh.close();
     }
   }
 
   async size(key: string): Promise<number | undefined> {
+    checkKey(key);
     try {
-      return (await stat(this.path(key))).size;
+      if (!(await this.checkDirs(key, false))) return undefined;
+      const st = await lstat(this.abs(key));
+      if (st.isSymbolicLink()) this.linkRefused(key, key);
+      return st.size;
     } catch (e) {
       if (isErrno(e, 'ENOENT')) return undefined;
-      if (e instanceof At1Error) throw e;
       this.ioError('stat', key, e);
     }
   }
 
   async write(key: string, data: Uint8Array, opts: WriteOptions = {}): Promise<boolean> {
-    const dest = this.path(key);
-    const tmpDir = join(this.root, TMP_DIR);
-    const tmp = join(tmpDir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    checkKey(key);
+    const dest = this.abs(key);
+    const tmpKey = `${TMP_DIR}/${process.pid}-${randomBytes(8).toString('hex')}`;
+    const tmp = this.abs(tmpKey);
+    let created = false;
+    const prepare = async () => {
+      if (this.checkedDirs.size === 0) await mkdir(this.base, { recursive: true }); // a root that does not exist yet
+      await this.checkDirs(tmpKey, true, false, key);
+      await this.checkDirs(key, true);
+      return open(tmp, CREATE_FLAGS, 0o644);
+    };
     try {
-      await mkdir(tmpDir, { recursive: true });
-      await mkdir(dirname(dest), { recursive: true });
-      const fh = await open(tmp, 'wx', 0o644);
+      // a directory checked earlier may have been removed since (ENOENT): check and create afresh, once
+      const fh = await prepare().catch((e: unknown) => (isErrno(e, 'ENOENT') ? (this.checkedDirs.clear(), prepare()) : Promise.reject(e)));
+      created = true;
       try {
         let off = 0;
         while (off < data.length) off += (await fh.write(data, off, data.length - off, off)).bytesWritten;
@@ -101,57 +201,67 @@ export class LocalBackend implements Backend {
       }
       if (opts.exclusive) {
         try {
-          await link(tmp, dest);
+          await link(tmp, dest); // creates the name itself: never writes through a link at dest
         } catch (e) {
-          if (isErrno(e, 'EEXIST')) return false;
-          throw e;
-        } finally {
-          await unlink(tmp).catch(() => undefined);
+          if (!isErrno(e, 'EEXIST')) throw e;
+          if ((await lstat(dest)).isSymbolicLink()) this.linkRefused(key, key);
+          return false;
         }
       } else {
+        // rename would replace a link at dest (not write through it), but a link there is damage: refuse it
+        if ((await lstat(dest).catch(() => undefined))?.isSymbolicLink()) this.linkRefused(key, key);
         await rename(tmp, dest);
+        created = false;
       }
-      fsyncDir(dirname(dest));
+      fsyncDir(this.dirOf(key));
       return true;
     } catch (e) {
-      await unlink(tmp).catch(() => undefined);
-      if (e instanceof At1Error) throw e;
-      this.ioError('write', key, e);
+      return this.ioError('write', key, e);
+    } finally {
+      if (created) await unlink(tmp).catch(() => undefined);
     }
   }
 
   async remove(key: string): Promise<void> {
+    checkKey(key);
     try {
-      await unlink(this.path(key));
-      fsyncDir(dirname(this.path(key)));
+      if (!(await this.checkDirs(key, false))) return;
+      if ((await lstat(this.abs(key))).isSymbolicLink()) this.linkRefused(key, key);
+      await unlink(this.abs(key));
+      fsyncDir(this.dirOf(key));
     } catch (e) {
       if (isErrno(e, 'ENOENT')) return;
-      if (e instanceof At1Error) throw e;
       this.ioError('remove', key, e);
     }
   }
 
   async list(prefix: string): Promise<KeyInfo[]> {
+    checkKey(prefix);
     const out: KeyInfo[] = [];
     const walk = async (rel: string): Promise<void> => {
       let entries;
       try {
-        entries = await readdir(join(this.root, ...rel.split('/')), { withFileTypes: true });
+        entries = await readdir(this.abs(rel), { withFileTypes: true });
       } catch (e) {
         if (isErrno(e, 'ENOENT')) return;
         this.ioError('list', rel, e);
       }
       for (const ent of entries) {
         const k = `${rel}/${ent.name}`;
+        // dirent types come from lstat: links (to files or directories), devices and FIFOs are neither listed nor descended into
         if (ent.isDirectory()) await walk(k);
         else if (ent.isFile()) {
-          // symlinks and devices are never followed or listed
-          const st = await stat(join(this.root, ...k.split('/'))).catch(() => undefined);
-          if (st) out.push({ key: k, size: st.size });
+          const st = await lstat(this.abs(k)).catch(() => undefined);
+          if (st?.isFile()) out.push({ key: k, size: st.size });
         }
       }
     };
-    checkKey(prefix);
+    try {
+      // the prefix itself (and every directory above it) must be a real directory; the walk checks below it
+      if (!(await this.checkDirs(prefix, false, true))) return out;
+    } catch (e) {
+      this.ioError('list', prefix, e);
+    }
     await walk(prefix);
     return out;
   }
