@@ -183,6 +183,14 @@ export function parseManifest(bytes: Uint8Array, expectedName: string): VersionM
   const files = c.arr(o.files, 'files').map((f, i) => parseFile(c, f, `files[${i}]`));
   if (files.length === 0) c.fail('files', 'is empty');
   if (new Set(files.map((f) => f.path)).size !== files.length) c.fail('files', 'has a path twice');
+  // No file may sit where another file's directory would have to be ("x" and "x/y"): a restore could not create both.
+  const paths = new Set(files.map((f) => f.path));
+  for (const f of files) {
+    const segs = f.path.split('/');
+    for (let i = 1; i < segs.length; i++) if (paths.has(segs.slice(0, i).join('/'))) c.fail('files', `has ${JSON.stringify(segs.slice(0, i).join('/'))} both as a file and as the directory of ${JSON.stringify(f.path)}`);
+  }
+  // A one-file version is exactly one safetensors file: restore writes files[0] and verify checks all, so they must be the same thing.
+  if (o.layout === 'file' && (files.length !== 1 || files[0]!.kind !== 'safetensors')) c.fail('files', 'of a "file" version must be exactly one safetensors file');
   const s = c.obj(o.stats, 'stats');
   return {
     format: MANIFEST_FORMAT,

@@ -158,8 +158,11 @@ export function rebuild16(out: Uint16Array, tok: Uint8Array, p: Uint16Array, ext
   const padded = new Uint8Array(extra.length + 4);
   padded.set(extra);
   const dv = new DataView(padded.buffer);
+  const elen = extra.length;
   let bp = 0;
   for (let i = 0; i < n; i++) {
+    // A damaged payload may ask for more extra bits than the section holds: stop before the window leaves the padding.
+    if (bp >>> 3 > elen) corrupt('extra-bits section is shorter than the tokens need');
     const t = tok[i]!;
     const zz = BASE[t]! | ((dv.getUint32(bp >>> 3, true) >>> (bp & 7)) & MASK[t]!);
     bp += NB[t]!;
