@@ -24,6 +24,12 @@ export const OBJECT_LAYOUT_VERSION = 1;
 export const MAX_REFS = 4;
 /** The chain depth no object may exceed whatever the registry's setting: bounds every decode's recursion. */
 export const HARD_MAX_DEPTH = 64;
+/**
+ * The largest chunk any registry writes: 2^26 elements (the chunkElements
+ * cap) of an 8-byte dtype. A header claiming more is damaged; refusing it
+ * here means no decoder ever allocates on the word of a bad length field.
+ */
+export const MAX_RAW_LENGTH = 2 ** 29;
 /** Enough bytes to hold any header: read this much to learn an object's codec, refs and depth. */
 export const MAX_HEADER_BYTES = 17 + 16 + MAX_REFS * (33 + 16);
 
@@ -84,7 +90,7 @@ export function decodeObjectHeader(bytes: Uint8Array, what: string): ObjectHeade
   if ((nrefs === 0) !== (depth === 0)) corrupt(what, `depth ${depth} does not fit ${nrefs} references`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const rawLength = Number(view.getBigUint64(8, true));
-  if (!Number.isSafeInteger(rawLength)) corrupt(what, 'raw length out of range');
+  if (!Number.isSafeInteger(rawLength) || rawLength > MAX_RAW_LENGTH) corrupt(what, `raw length ${rawLength} is beyond any chunk (at most ${MAX_RAW_LENGTH})`);
   let p = 16;
   const name = (): string => {
     const n = bytes[p];

@@ -13,6 +13,7 @@ import { codecById } from '../codec/index.js';
 import { decodeObjectHeader, HARD_MAX_DEPTH, MAX_HEADER_BYTES, type ObjectHeader } from '../format/object.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { sha256Hex } from '../util/hash.js';
+import { dtypeBits } from './geometry.js';
 
 export interface DecodedChunk {
   bytes: Uint8Array;
@@ -84,7 +85,9 @@ export class ChunkReader {
     }
     const refs = [];
     for (const r of header.refs) {
-      const ref = await this.decode(r.digest, undefined, header.depth - 1, verifyRefs, verifyRefs);
+      // A reference covers the same elements as this chunk, so its length follows from the two dtypes.
+      const refLength = (header.rawLength * dtypeBits(r.dtype)) / dtypeBits(header.dtype);
+      const ref = await this.decode(r.digest, Number.isInteger(refLength) ? refLength : undefined, header.depth - 1, verifyRefs, verifyRefs);
       refs.push({ dtype: r.dtype, bytes: ref.bytes });
     }
     const codec = codecById(header.codec, `object ${digest}`);
