@@ -50,9 +50,12 @@ export function bestEncoding(raw: Uint8Array, dtype: string, refs: readonly Refe
   return best;
 }
 
-export async function storeChunk(store: ObjectStore, raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level): Promise<StoredChunk> {
-  const digest = sha256Hex(raw);
-  if (await store.has(digest)) return { digest, written: 0, codec: 'dedup' };
+/**
+ * The smallest encoding of `raw` as a complete object, after checking that
+ * it decodes back to `raw` (verify on write: a codec bug must fail here, not
+ * in a restore months later).
+ */
+export function encodeVerified(raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level): { object: Uint8Array; codec: string; depth: number } {
   const best = bestEncoding(raw, dtype, refs, level);
   const check = best.codec.decode(best.payload, raw.length, { dtype, refs: best.refs });
   if (!equalBytes(check, raw)) {
@@ -60,6 +63,13 @@ export async function storeChunk(store: ObjectStore, raw: Uint8Array, dtype: str
   }
   const depth = best.refs.length === 0 ? 0 : 1 + Math.max(...best.refs.map((r) => r.depth));
   const object = encodeObject({ codec: best.codec.id, depth, rawLength: raw.length, dtype, refs: best.refs.map((r) => ({ digest: r.digest, dtype: r.dtype })) }, best.payload);
+  return { object, codec: best.codec.name, depth };
+}
+
+export async function storeChunk(store: ObjectStore, raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level): Promise<StoredChunk> {
+  const digest = sha256Hex(raw);
+  if (await store.has(digest)) return { digest, written: 0, codec: 'dedup' };
+  const { object, codec } = encodeVerified(raw, dtype, refs, level);
   const wrote = await store.put(digest, object);
-  return { digest, written: wrote ? object.length : 0, codec: best.codec.name };
+  return { digest, written: wrote ? object.length : 0, codec };
 }

@@ -13,9 +13,9 @@
  * can be run again.
  */
 import { At1Error } from '../errors.js';
-import { encodeObject, type ObjectHeader } from '../format/object.js';
+import type { ObjectHeader } from '../format/object.js';
 import { ChunkReader } from './chunk-reader.js';
-import { bestEncoding, type Reference } from './chunk-writer.js';
+import { encodeVerified, type Reference } from './chunk-writer.js';
 import { sweep, type GcResult } from './gc.js';
 import { manifestDigests, serializeManifest, type VersionManifest } from './manifest.js';
 import { reachable } from './reachability.js';
@@ -50,12 +50,9 @@ async function rebaseObject(reg: Registry, reader: ChunkReader, d: string, h: Ob
       refs.push({ digest: gp.digest, dtype: g.header.dtype, bytes: g.bytes, depth: g.header.depth });
     }
   }
-  const best = bestEncoding(bytes, h.dtype, refs, 'max');
-  const check = best.codec.decode(best.payload, bytes.length, { dtype: h.dtype, refs: best.refs });
-  if (Buffer.compare(check, bytes) !== 0) throw new At1Error('E_INPUT', `rebase of object ${d}: codec ${best.codec.name} failed its round-trip check; nothing was changed`);
-  const depth = best.refs.length === 0 ? 0 : 1 + Math.max(...best.refs.map((r) => r.depth));
+  const { object, depth } = encodeVerified(bytes, h.dtype, refs, 'max');
   if (depth > h.depth) throw new Error(`rebase of ${d} would deepen its chain`); // cannot happen: the new references are shallower
-  await reg.store.replace(d, encodeObject({ codec: best.codec.id, depth, rawLength: bytes.length, dtype: h.dtype, refs: best.refs.map((r) => ({ digest: r.digest, dtype: r.dtype })) }, best.payload));
+  await reg.store.replace(d, object);
 }
 
 export async function removeVersion(reg: Registry, name: string, opts: RemoveOptions = {}): Promise<RemoveResult> {
