@@ -26,6 +26,11 @@ const DEFAULT_SEED = 20261130;
 /** A case running this long is a hang: the worker is terminated. */
 const HANG_MS = 15_000;
 const DESC_BYTES = 64 << 10;
+/** Print the case count every this many cases (an end-to-end target runs for tens of minutes). */
+const PROGRESS_EVERY = 1000;
+/** Rows so far, for the partial table printed if the run is interrupted. */
+const rowsSoFar: Row[] = [];
+let current: Row | undefined;
 
 interface Job {
   target: string;
@@ -79,11 +84,12 @@ async function workerMain(job: Job): Promise<void> {
         port.postMessage({ type: 'result', index, outcome: r.outcome, failure: r.failure, ms: r.ms, growth: r.growth } satisfies FromWorker);
       },
     });
+    // teardown before 'done': the main thread terminates the worker on 'done', which would cut a cleanup short
+    await target.teardown().catch(() => undefined);
     port.postMessage({ type: 'done', stats } satisfies FromWorker);
   } catch (e) {
-    port.postMessage({ type: 'error', message: e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e) } satisfies FromWorker);
-  } finally {
     await target.teardown().catch(() => undefined);
+    port.postMessage({ type: 'error', message: e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e) } satisfies FromWorker);
   }
 }
 
@@ -118,6 +124,7 @@ export function startWorker(job: Job): Promise<void> {
 /** Run one target in workers, restarting after a hang; returns the aggregated row. */
 async function runInWorkers(name: string, what: string, runs: number, seed: number, path: string | undefined): Promise<Row> {
   const row: Row = { target: name, what, cases: 0, ok: 0, okNotes: {}, errors: {}, failures: 0, records: [], ms: 0, setupMs: 0, slowestMs: 0, maxGrowth: 0 };
+  current = row;
   const t0 = performance.now();
   let skipBelow = 0;
   for (;;) {
@@ -144,6 +151,7 @@ async function runInWorkers(name: string, what: string, runs: number, seed: numb
         else if (m.type === 'result') {
           lastIndex = m.index;
           row.cases++;
+          if (row.cases % PROGRESS_EVERY === 0) process.stdout.write(`${row.cases} `);
           row.slowestMs = Math.max(row.slowestMs, m.ms);
           row.maxGrowth = Math.max(row.maxGrowth, m.growth);
           if (m.failure !== undefined) row.failures++;
@@ -195,6 +203,7 @@ async function runInWorkers(name: string, what: string, runs: number, seed: numb
     if (path !== undefined || skipBelow >= runs || row.records.filter((r) => r.signature === 'worker-crash').length >= 3) break;
   }
   row.ms = performance.now() - t0;
+  current = undefined;
   return row;
 }
 
@@ -253,7 +262,13 @@ async function main(): Promise<void> {
   const chosen = targets ? all.filter((t) => targets.includes(t.name)) : all;
   if (targets && chosen.length !== targets.length) throw new Error(`unknown target in ${targets.join(',')}; known: ${all.map((t) => t.name).join(', ')}`);
   console.log(`at1 fuzz: seed ${seed}, ${path !== undefined ? `replaying path ${path}` : `${runs} cases per target`}; per-case limit ${CASE_TIME_LIMIT_MS} ms, hang watchdog ${HANG_MS / 1000} s`);
-  const rows: Row[] = [];
+  const rows = rowsSoFar;
+  const interrupted = (sig: string): void => {
+    console.log(`\n\ninterrupted (${sig}); results so far (seed ${seed}):\n${table(current ? [...rows, current] : rows)}`);
+    process.exit(1);
+  };
+  process.once('SIGINT', () => interrupted('SIGINT'));
+  process.once('SIGTERM', () => interrupted('SIGTERM'));
   for (const t of chosen) {
     process.stdout.write(`  ${t.name}: ${t.what} … `);
     const row = await runInWorkers(t.name, t.what, runs, seed, path);

@@ -31,7 +31,7 @@ import type { ChunkContext, Level } from '../src/codec/types.js';
 import { f32ToF16 } from '../src/codec/numeric/float.js';
 import { dtypeInfo } from '../src/format/dtype.js';
 import { parseShardIndex, shardNameProblem } from '../src/format/hf-index.js';
-import { decodeObjectHeader, encodeObject, MAX_HEADER_BYTES, type ObjectHeader } from '../src/format/object.js';
+import { decodeObjectHeader, encodeObject, MAX_HEADER_BYTES, MAX_RAW_LENGTH, type ObjectHeader } from '../src/format/object.js';
 import { parseSafetensorsHeader, serializeSafetensors, tensorByteSize, type SafetensorsHeader } from '../src/format/safetensors.js';
 import { add, getVersion, initRegistry, Registry, verifyRegistry, type VerifyReport } from '../src/index.js';
 import { parseManifest, serializeManifest, type VersionManifest } from '../src/registry/manifest.js';
@@ -887,7 +887,7 @@ function objSeeds(): ObjSeed[] {
       {
         codec: 13,
         depth: 64,
-        rawLength: Number.MAX_SAFE_INTEGER,
+        rawLength: MAX_RAW_LENGTH,
         dtype: 'F8_E4M3',
         refs: [
           { digest: DIGEST_A, dtype: 'F6_E2M3' },
@@ -925,7 +925,7 @@ function setField(b: Uint8Array, f: number, v: number): void {
       put(7, [0, 1, 2, 3, 4, 5, 8, 255][v % 8]!);
       break;
     case 5: {
-      const vals = [0n, 1n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n, BigInt(v)];
+      const vals = [0n, 1n, 2n ** 29n, 2n ** 29n + 1n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n, BigInt(v)];
       const x = vals[v % vals.length]!;
       for (let k = 0; k < 8; k++) put(8 + k, Number((x >> BigInt(8 * k)) & 0xffn));
       break;
@@ -970,7 +970,7 @@ export function objectHeaderTarget(): Target<ObjCase, Uint8Array, ObjectHeader> 
     check(bytes, h) {
       oracle('object header oracle', () => {
         if (h.refs.length > 4 || h.depth > 64 || (h.depth === 0) !== (h.refs.length === 0)) fail(`accepted depth ${h.depth} with ${h.refs.length} refs`);
-        if (!Number.isSafeInteger(h.rawLength) || h.rawLength < 0) fail(`raw length ${h.rawLength}`);
+        if (!Number.isSafeInteger(h.rawLength) || h.rawLength < 0 || h.rawLength > MAX_RAW_LENGTH) fail(`accepted the raw length ${h.rawLength}`);
         if (h.payloadOffset > bytes.length) fail('payload offset past the end');
         if (!dtypeInfo(h.dtype) || !h.refs.every((r) => dtypeInfo(r.dtype) && /^[0-9a-f]{64}$/.test(r.digest))) fail('accepted a bad dtype or digest');
         // the header is canonical: encoding what was decoded gives the same bytes
@@ -1770,5 +1770,6 @@ export function shardIndexTarget(): Target<IndexCase, Uint8Array, ReturnType<typ
 export type AnyTarget = Target<any, any, any>;
 
 export function allTargets(): AnyTarget[] {
-  return [safetensorsTarget(), objectHeaderTarget(), codecTarget(), objectsE2eTarget(), manifestParseTarget(), manifestE2eTarget(), shardIndexTarget()];
+  // the quick parser targets first, the end-to-end ones (a restore and a verify per case) last
+  return [safetensorsTarget(), objectHeaderTarget(), codecTarget(), manifestParseTarget(), shardIndexTarget(), manifestE2eTarget(), objectsE2eTarget()];
 }
