@@ -91,7 +91,7 @@ test('fsck and gc: orphans and leftovers of interrupted writes are reported, the
   assert.equal(before.status, 'clean', 'orphans are not damage');
   assert.equal(before.objects.orphans, 1);
   assert.deepEqual(before.leftovers, ['tmp/1234-deadbeef']);
-  const g = await gcRegistry(reg);
+  const g = await gcRegistry(reg, { graceMs: 0 }); // the planted leftovers are seconds old
   assert.equal(g.removedObjects, 1);
   assert.equal(g.removedLeftovers, 1);
   const after = await fsckRegistry(regDir, { readData: true });

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { add, initRegistry, Registry, At1Error } from '../src/index.js';
 import { findTensor, readTensorBytes, rowRange, toFloat32, typedView } from '../src/registry/tensor-access.js';
-import type { Backend, KeyInfo, WriteOptions } from '../src/store/backend.js';
+import type { Backend, KeyInfo, KeyStat, WriteOptions } from '../src/store/backend.js';
 import { LocalBackend } from '../src/store/local-backend.js';
 import { objectKey } from '../src/store/object-store.js';
 import { llamaShapes, writeChain } from '../bench/synthetic.js';
@@ -139,6 +139,12 @@ class CountingBackend implements Backend {
   }
   size(k: string): Promise<number | undefined> {
     return this.inner.size(k);
+  }
+  stat(k: string): Promise<KeyStat | undefined> {
+    return this.inner.stat(k);
+  }
+  touch(k: string, expect?: Uint8Array): Promise<boolean> {
+    return this.inner.touch(k, expect);
   }
   write(k: string, d: Uint8Array, o?: WriteOptions): Promise<boolean> {
     return this.inner.write(k, d, o);

@@ -14,7 +14,7 @@ import { At1Error } from '../errors.js';
 import { ChunkReader } from './chunk-reader.js';
 import { parseManifest, type VersionManifest } from './manifest.js';
 import { reachable } from './reachability.js';
-import { Registry, VERSIONS_DIR } from './registry.js';
+import { manifestKey, Registry } from './registry.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js';
 import { TMP_DIR } from '../store/local-backend.js';
 import type { ProgressFn } from './progress.js';
@@ -32,6 +32,8 @@ export interface FsckReport {
   versions: number;
   objects: { needed: number; stored: number; orphans: number; orphanBytes: number; checkedData: number };
   leftovers: string[];
+  /** Files that are neither manifests (in versions/) nor objects (in objects/): ignored by every command, reported here. */
+  strays: string[];
   problems: FsckProblem[];
 }
 
@@ -54,8 +56,25 @@ function expectedChunks(m: VersionManifest): Map<string, { length: number; tenso
   return out;
 }
 
+/**
+ * Why an unreachable object is damaged, or undefined: its header must parse,
+ * and with `readData` it must decode to its name. An orphan whose references
+ * are gone (an interrupted gc deletes in any order) cannot be decoded, but
+ * that is not damage: nothing can use it, and dedup verifies before reuse.
+ */
+async function orphanProblem(reader: ChunkReader, d: string, readData: boolean): Promise<string | undefined> {
+  try {
+    const h = await reader.header(d);
+    if (readData) await reader.read(d, h.rawLength);
+    return undefined;
+  } catch (e) {
+    if (e instanceof At1Error && e.code === 'E_NOT_FOUND') return undefined; // a reference gone, or the orphan itself
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
 export async function fsckRegistry(dir: string, opts: FsckOptions = {}): Promise<FsckReport> {
-  const report: FsckReport = { status: 'clean', versions: 0, objects: { needed: 0, stored: 0, orphans: 0, orphanBytes: 0, checkedData: 0 }, leftovers: [], problems: [] };
+  const report: FsckReport = { status: 'clean', versions: 0, objects: { needed: 0, stored: 0, orphans: 0, orphanBytes: 0, checkedData: 0 }, leftovers: [], strays: [], problems: [] };
   let reg: Registry;
   try {
     reg = await Registry.open(dir);
@@ -66,11 +85,11 @@ export async function fsckRegistry(dir: string, opts: FsckOptions = {}): Promise
   }
   // Manifests: each parsed on its own, so one bad manifest names itself and does not hide the rest.
   const manifests: VersionManifest[] = [];
-  for (const { key } of await reg.backend.list(VERSIONS_DIR)) {
-    const file = key.slice(VERSIONS_DIR.length + 1);
-    const name = file.endsWith('.json') ? file.slice(0, -5) : file;
+  const { names, strays } = await reg.versionFiles();
+  report.strays = [...strays, ...(await reg.store.strays())];
+  for (const name of names) {
     try {
-      manifests.push(parseManifest(await reg.backend.read(key), name));
+      manifests.push(parseManifest(await reg.backend.read(manifestKey(name)), name));
     } catch (e) {
       report.problems.push({ kind: 'manifest', version: name, message: e instanceof At1Error ? e.message : String(e) });
     }
@@ -121,6 +140,9 @@ export async function fsckRegistry(dir: string, opts: FsckOptions = {}): Promise
     if (objects.has(d)) continue;
     report.objects.orphans++;
     report.objects.orphanBytes += size;
+    // An orphan is harmless only while it is what its name says: a damaged one is damage (it once fooled dedup).
+    const bad = await orphanProblem(reader, d, opts.readData === true);
+    if (bad) report.problems.push({ kind: 'orphan', object: d, message: `orphan object ${d} is damaged: ${bad}; 'at1 registry gc' removes it` });
   }
   report.leftovers = (await reg.backend.list(TMP_DIR)).map((k) => k.key);
   if (report.problems.length > 0) report.status = 'damaged';

@@ -1,27 +1,103 @@
 /**
  * gc: remove what no version needs — objects outside the reachable set
  * (leftovers of interrupted adds, versions removed by rm) and files in tmp/
- * (interrupted writes). It holds the writer lock, so no add is in flight
- * whose objects are not yet named by a manifest; and it refuses to run
- * when any manifest cannot be read, because then it cannot know what is
- * needed. Deleting unneeded files in any order is safe, so an interrupted
- * gc leaves a valid registry and can simply be run again.
+ * (interrupted writes) — without ever removing what a running command
+ * still needs (docs/FORMAT.md §8b):
+ *
+ * - **Writers.** gc holds the writer lock, so normally no add is between
+ *   writing its objects and publishing its manifest. A writer whose lease
+ *   was lost while it ran (it stalled past its lease) could still be there;
+ *   so gc spares every unreachable object and temp file younger than a
+ *   grace period (default 15 min, many leases long). Writers renew the
+ *   modification time of every object they reuse (chunk-writer.ts), so an
+ *   old orphan that an add has just deduplicated against counts as young.
+ * - **Readers.** A reader takes a lease before it reads any manifest. A
+ *   reader that started before the latest removal (rm, rebase) may hold a
+ *   manifest that no longer exists or an object encoding that was replaced,
+ *   and may need what they referenced: while such a reader's lease is live,
+ *   no unreachable object is deleted (they are left for a later gc).
+ *
+ * It refuses to run when any manifest cannot be read, or a needed object's
+ * header is damaged, because then it cannot know what is needed. Deleting
+ * unneeded files in any order is safe, so an interrupted gc leaves a valid
+ * registry and can simply be run again.
  */
 import { At1Error } from '../errors.js';
 import { TMP_DIR } from '../store/local-backend.js';
 import { ChunkReader } from './chunk-reader.js';
+import { envMs, LOCKS_DIR, MAX_CLOCK_SKEW_MS, readerLeases, type Lease, type ReaderLease } from './lease.js';
 import { reachable } from './reachability.js';
 import type { Registry } from './registry.js';
+
+/** Unreachable objects and temp files younger than this are kept: far longer than any lease. */
+export const DEFAULT_GC_GRACE_MS = 15 * 60_000;
+/** Written (replaced) by rm before it makes anything unreachable: the time of the latest removal. */
+export const REMOVED_AT_KEY = `${LOCKS_DIR}/removed-at`;
+
+export interface GcOptions {
+  /** Keep unreachable objects younger than this (default 15 min; AT1_GC_GRACE_MS). 0 only when no writer can be running. */
+  graceMs?: number;
+}
 
 export interface GcResult {
   removedObjects: number;
   removedBytes: number;
   removedLeftovers: number;
   keptObjects: number;
+  /** Unreachable objects kept because they are younger than the grace period. */
+  keptYoung: number;
+  /** Unreachable objects kept because a reader that started before the latest removal is still running. */
+  keptForReaders: number;
+  /** Those readers (pid, host, command), for the message. */
+  readers: string[];
+  /** Reader leases removed because they had ended (their process gone or their lease expired). */
+  removedLeases: number;
 }
 
-/** The sweep itself; the caller holds the lock. */
-export async function sweep(reg: Registry): Promise<GcResult> {
+function emptyResult(): GcResult {
+  return { removedObjects: 0, removedBytes: 0, removedLeftovers: 0, keptObjects: 0, keptYoung: 0, keptForReaders: 0, readers: [], removedLeases: 0 };
+}
+
+/** Record that something is about to become unreachable (rm, rebase): readers older than this are protected. */
+export async function markRemoval(reg: Registry): Promise<void> {
+  await reg.backend.write(REMOVED_AT_KEY, new TextEncoder().encode(new Date().toISOString() + '\n'));
+}
+
+async function removedAt(reg: Registry): Promise<number> {
+  try {
+    const t = Date.parse(new TextDecoder().decode(await reg.backend.read(REMOVED_AT_KEY)).trim());
+    return Number.isFinite(t) ? t : Date.now(); // unreadable: assume a removal just happened (the safe side)
+  } catch (e) {
+    if (e instanceof At1Error && e.code === 'E_NOT_FOUND') return 0;
+    throw e;
+  }
+}
+
+/**
+ * Live reader leases that started before the latest removal (with the clock
+ * skew allowance); ended leases are removed on the way.
+ */
+export async function protectingReaders(reg: Registry, result: GcResult): Promise<ReaderLease[]> {
+  const since = await removedAt(reg);
+  const out: ReaderLease[] = [];
+  for (const l of await readerLeases(reg.backend)) {
+    if (l.ended !== undefined) {
+      await reg.backend.remove(l.key);
+      result.removedLeases++;
+    } else if (l.startedAtMs <= since + MAX_CLOCK_SKEW_MS) out.push(l);
+  }
+  result.readers = out.map((l) => `pid ${l.record.pid} on ${l.record.host} (${l.record.command})`);
+  return out;
+}
+
+export interface SweepOptions extends GcOptions {
+  /** rm: delete only these objects (what it made unreachable), whatever their age; leave other orphans to gc. */
+  only?: ReadonlySet<string>;
+}
+
+/** The sweep itself; the caller holds the writer lock `lease`. */
+export async function sweep(reg: Registry, lease: Lease, opts: SweepOptions = {}): Promise<GcResult> {
+  const graceMs = opts.graceMs ?? envMs('AT1_GC_GRACE_MS', DEFAULT_GC_GRACE_MS);
   const manifests = await reg.manifests(); // throws on any unreadable manifest: never guess what is live
   const { objects, problems } = await reachable(new ChunkReader(reg.store), manifests);
   const broken = problems.filter((p) => p.kind === 'bad-header');
@@ -29,28 +105,44 @@ export async function sweep(reg: Registry): Promise<GcResult> {
     // A damaged header hides what that object references: deleting now could remove something still needed.
     throw new At1Error('E_CORRUPT', `gc stopped: ${broken.length} needed object(s) have damaged headers (first: ${broken[0]!.message}); run 'at1 registry fsck' first`);
   }
-  const result: GcResult = { removedObjects: 0, removedBytes: 0, removedLeftovers: 0, keptObjects: 0 };
-  for (const [d, size] of await reg.store.list()) {
+  const result = emptyResult();
+  const readers = await protectingReaders(reg, result);
+  await lease.assertHeld(); // a gc whose lease was lost must not delete: another writer may be mid-add
+  const now = Date.now();
+  for (const [d, info] of await reg.store.listWithTimes()) {
     if (objects.has(d)) {
       result.keptObjects++;
       continue;
     }
+    if (opts.only && !opts.only.has(d)) continue;
+    if (readers.length > 0) {
+      result.keptForReaders++;
+      continue;
+    }
+    if (!opts.only && now - (info.mtimeMs ?? now) < graceMs) {
+      result.keptYoung++;
+      continue;
+    }
     await reg.store.remove(d);
     result.removedObjects++;
-    result.removedBytes += size;
+    result.removedBytes += info.size;
   }
-  for (const { key } of await reg.backend.list(TMP_DIR)) {
-    await reg.backend.remove(key);
-    result.removedLeftovers++;
+  if (!opts.only) {
+    for (const { key, mtimeMs } of await reg.backend.list(TMP_DIR)) {
+      if (now - (mtimeMs ?? now) < graceMs) continue;
+      await reg.backend.remove(key);
+      result.removedLeftovers++;
+    }
   }
   return result;
 }
 
-export async function gcRegistry(reg: Registry): Promise<GcResult> {
+export async function gcRegistry(reg: Registry, opts: GcOptions = {}): Promise<GcResult> {
   const lock = await reg.lock('gc');
   try {
-    return await sweep(reg);
+    return await sweep(reg, lock, opts);
   } finally {
     await lock.release();
   }
 }
+

@@ -10,11 +10,29 @@ import { At1Error } from '../errors.js';
 import { readSafetensorsHeader } from '../format/safetensors.js';
 import { LocalBackend } from '../store/local-backend.js';
 import { addVersion, type AddOptions, type AddResult } from './add-version.js';
-import { CONFIG_KEY } from './config.js';
+import { CONFIG_KEY, type RegistryConfig } from './config.js';
 import { Registry, type InitOptions } from './registry.js';
 
 /** What an interrupted init may have left, and nothing else. */
 const OWN_ENTRIES = new Set([CONFIG_KEY, 'objects', 'versions', 'tmp', 'lock']);
+
+/**
+ * Resuming an interrupted init keeps the configuration it wrote; an option
+ * given now that differs from it is refused rather than silently ignored
+ * (the configuration is written once and never changed).
+ */
+function refuseDifferentOptions(dir: string, stored: RegistryConfig, opts: InitOptions): void {
+  const asked: [string, unknown, unknown][] = [
+    ['--chunk-elements', opts.chunkElements, stored.chunkElements],
+    ['--max-chain-depth', opts.maxChainDepth, stored.maxChainDepth],
+    ['--level', opts.level, stored.level],
+  ];
+  for (const [flag, want, have] of asked) {
+    if (want !== undefined && want !== have) {
+      throw new At1Error('E_INPUT', `${dir} holds an interrupted init with ${flag} ${String(have)}; resuming it with ${flag} ${String(want)} is refused (run init again with the same options, or remove ${dir} to start over)`);
+    }
+  }
+}
 
 export async function initRegistry(dir: string, basePath: string, opts: InitOptions & Omit<AddOptions, 'parent'> = {}): Promise<{ registry: Registry; base: AddResult }> {
   const config = Registry.newConfig(opts); // option errors before touching the disk
@@ -35,6 +53,7 @@ export async function initRegistry(dir: string, basePath: string, opts: InitOpti
   if ((await backend.size(CONFIG_KEY)) !== undefined) {
     registry = await Registry.openBackend(backend);
     if ((await registry.versionNames()).length > 0) throw new At1Error('E_EXISTS', `${dir} is already a registry`);
+    refuseDifferentOptions(dir, registry.config, opts);
   } else {
     registry = await Registry.create(backend, config);
   }

@@ -22,8 +22,8 @@ import {
   type RegistryConfig,
 } from './config.js';
 import { parseManifest, serializeManifest, type VersionManifest } from './manifest.js';
-import { checkVersionName } from './names.js';
-import { acquireLock, type Lock } from './lock.js';
+import { checkVersionName, nameProblem } from './names.js';
+import { acquireWriterLease, takeReaderLease, type Lease, type LeaseOptions } from './lease.js';
 import type { Level } from '../codec/types.js';
 
 export const VERSIONS_DIR = 'versions';
@@ -101,8 +101,23 @@ export class Registry {
     return new Registry(backend, config);
   }
 
-  lock(command: string): Promise<Lock> {
-    return acquireLock(this.backend, command);
+  /** Take the writer lock (a lease, renewed while held; see lease.ts). */
+  lock(command: string, opts: LeaseOptions = {}): Promise<Lease> {
+    return acquireWriterLease(this.backend, command, opts);
+  }
+
+  /**
+   * Run a read under a reader lease, taken before `fn` reads any manifest:
+   * gc and rm then never delete what it may need (gc.ts). `versions`: what
+   * it reads (shown to a gc that waits for it); empty means all.
+   */
+  async reading<T>(command: string, versions: string[], fn: () => Promise<T>): Promise<T> {
+    const lease = await takeReaderLease(this.backend, command, versions);
+    try {
+      return await fn();
+    } finally {
+      await lease.release();
+    }
   }
 
   async hasVersion(name: string): Promise<boolean> {
@@ -122,14 +137,26 @@ export class Registry {
     return parseManifest(bytes, name);
   }
 
-  /** Names of all versions (manifests present), sorted. */
+  /**
+   * Names of all versions (manifests present), sorted. A file in `versions/`
+   * that cannot be a manifest (`base (1).json`, `notes.txt`, a folder) is not
+   * a version: it is ignored here and reported by fsck (strayVersionFiles).
+   */
   async versionNames(): Promise<string[]> {
-    const keys = await this.backend.list(VERSIONS_DIR);
-    return keys
-      .map((k) => k.key.slice(VERSIONS_DIR.length + 1))
-      .filter((k) => k.endsWith('.json') && !k.includes('/'))
-      .map((k) => k.slice(0, -'.json'.length))
-      .sort();
+    return (await this.versionFiles()).names;
+  }
+
+  /** Manifest names, and the keys under versions/ that are not manifests. */
+  async versionFiles(): Promise<{ names: string[]; strays: string[] }> {
+    const names: string[] = [];
+    const strays: string[] = [];
+    for (const { key } of await this.backend.list(VERSIONS_DIR)) {
+      const file = key.slice(VERSIONS_DIR.length + 1);
+      const name = file.endsWith('.json') ? file.slice(0, -'.json'.length) : undefined;
+      if (name !== undefined && !file.includes('/') && nameProblem(name) === undefined) names.push(name);
+      else strays.push(key);
+    }
+    return { names: names.sort(), strays: strays.sort() };
   }
 
   /** All manifests, oldest first (ties by name): the order versions were added. */
@@ -145,9 +172,14 @@ export class Registry {
     return root.name;
   }
 
-  /** Publish a manifest: exclusive create, so a name can never be overwritten. */
-  async publish(m: VersionManifest): Promise<number> {
+  /**
+   * Publish a manifest: exclusive create, so a name can never be overwritten.
+   * `lease`: the writer lock this add holds; checked right before the create,
+   * so a writer whose lease expired and was taken over publishes nothing.
+   */
+  async publish(m: VersionManifest, lease?: Lease): Promise<number> {
     const bytes = serializeManifest(m);
+    await lease?.assertHeld();
     if (!(await this.backend.write(manifestKey(m.name), bytes, { exclusive: true }))) {
       throw new At1Error('E_EXISTS', `version ${JSON.stringify(m.name)} already exists in ${this.location}`);
     }

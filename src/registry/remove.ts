@@ -8,15 +8,18 @@
  * reference's own reference (a shallower relative) or standalone, verifying
  * each new encoding before it atomically replaces the old one (same key,
  * same bytes). Dependents whose recorded parent was the removed version get
- * its parent instead. Only then is the manifest deleted and the unneeded
- * objects swept. Every step leaves a valid registry, so an interrupted rm
- * can be run again.
+ * its parent instead. Only then is the manifest deleted and the objects it
+ * alone needed are deleted — not while a reader that started before this rm
+ * is still running (it may be reading this version, or an object encoding
+ * the rebase replaced); those objects are then left for a later gc. Other
+ * orphans are gc's business (with its grace period). Every step leaves a
+ * valid registry, so an interrupted rm can be run again.
  */
 import { At1Error } from '../errors.js';
 import type { ObjectHeader } from '../format/object.js';
 import { ChunkReader } from './chunk-reader.js';
 import { encodeVerified, type Reference } from './chunk-writer.js';
-import { sweep, type GcResult } from './gc.js';
+import { markRemoval, sweep, type GcResult } from './gc.js';
 import { manifestDigests, serializeManifest, type VersionManifest } from './manifest.js';
 import { reachable } from './reachability.js';
 import { manifestKey, type Registry } from './registry.js';
@@ -65,6 +68,8 @@ export async function removeVersion(reg: Registry, name: string, opts: RemoveOpt
     const othersDirect = new Set(others.flatMap(manifestDigests));
     const dropping = new Set(manifestDigests(target).filter((d) => !othersDirect.has(d)));
     const reader = new ChunkReader(reg.store);
+    // What the registry needs now: after the removal, whatever of this is no longer needed is what rm made unreachable.
+    const neededBefore = new Set((await reachable(reader, manifests)).objects.keys());
     const { objects } = await reachable(reader, others);
     const dependents: { d: string; h: ObjectHeader }[] = [];
     for (const [d, h] of objects) if (h && !dropping.has(d) && h.refs.some((r) => dropping.has(r.digest))) dependents.push({ d, h });
@@ -74,6 +79,9 @@ export async function removeVersion(reg: Registry, name: string, opts: RemoveOpt
     if (dependents.length > 0 && !opts.rebase) {
       throw new At1Error('E_INPUT', `version ${name} is the reference of ${dependentVersions.join(', ')} (${dependents.length} objects are encoded against it); use --rebase to re-encode them against another relative first`);
     }
+    // From here on, objects become unreachable: readers that started before now are protected (gc.ts).
+    await lock.assertHeld();
+    await markRemoval(reg);
     // Deepest first would not matter for correctness (each replacement keeps its bytes); shallow first keeps chains short.
     dependents.sort((a, b) => a.h.depth - b.h.depth);
     for (const { d, h } of dependents) await rebaseObject(reg, reader, d, h, dropping);
@@ -84,8 +92,9 @@ export async function removeVersion(reg: Registry, name: string, opts: RemoveOpt
       await reg.backend.write(manifestKey(m.name), serializeManifest(updated)); // atomic replace: the only in-place manifest change
       reparented.push(m.name);
     }
+    await lock.assertHeld();
     await reg.backend.remove(manifestKey(name));
-    const gc = await sweep(reg);
+    const gc = await sweep(reg, lock, { only: neededBefore });
     return { removed: name, rebasedObjects: dependents.length, rebasedVersions: dependentVersions, reparented, gc };
   } finally {
     await lock.release();

@@ -61,6 +61,10 @@ export async function verifyVersion(source: ChunkSource, m: VersionManifest, onB
 
 /** Verify one version, or every version when `name` is undefined. */
 export async function verifyRegistry(reg: Registry, name: string | undefined, onProgress?: ProgressFn): Promise<VerifyReport> {
+  return reg.reading(name === undefined ? 'verify' : `verify ${name}`, name === undefined ? [] : [name], () => verifyUnderLease(reg, name, onProgress));
+}
+
+async function verifyUnderLease(reg: Registry, name: string | undefined, onProgress?: ProgressFn): Promise<VerifyReport> {
   let manifests: VersionManifest[];
   if (name !== undefined) manifests = [await reg.manifest(name)];
   else {

@@ -14,6 +14,13 @@
  *   puts, version manifests and the lock rely on.
  * - `read`/`readRange` throw At1Error E_NOT_FOUND for a missing key.
  * - `list(prefix)` returns every key under a folder prefix, in no set order.
+ * - `stat` gives a key's size and modification time; `touch` renews the
+ *   modification time (optionally only while the key holds given bytes).
+ *   Leases (src/registry/lease.ts) and gc's grace period are built on these
+ *   two and on exclusive create, which is all they need of a backend: a
+ *   local directory gives them with link() and futimes(); an object store
+ *   gives them with conditional PUT (If-None-Match: *, If-Match) and
+ *   LastModified.
  * - Keys never contain `..`, a leading `/`, a backslash or empty segments;
  *   backends refuse such keys (checkKey) so no caller can escape the root.
  */
@@ -27,6 +34,14 @@ export interface WriteOptions {
 export interface KeyInfo {
   key: string;
   size: number;
+  /** Last modification (ms since the epoch), where the listing gives it (local: always; S3: LastModified). */
+  mtimeMs?: number;
+}
+
+export interface KeyStat {
+  size: number;
+  /** Last modification, ms since the epoch, by the storage's clock. */
+  mtimeMs: number;
 }
 
 export interface Backend {
@@ -36,6 +51,15 @@ export interface Backend {
   readRange(key: string, offset: number, length: number): Promise<Uint8Array>;
   /** Size in bytes, or undefined when the key does not exist. */
   size(key: string): Promise<number | undefined>;
+  /** Size and modification time, or undefined when the key does not exist. */
+  stat(key: string): Promise<KeyStat | undefined>;
+  /**
+   * Set the key's modification time to now. With `expect`, only while the
+   * key holds exactly those bytes (a lease renewing itself must never renew
+   * another holder's lease). Returns false when the key is missing or holds
+   * other bytes.
+   */
+  touch(key: string, expect?: Uint8Array): Promise<boolean>;
   /** Atomic write; returns false only when `exclusive` and the key already exists. */
   write(key: string, data: Uint8Array, opts?: WriteOptions): Promise<boolean>;
   /** Remove a key; removing a missing key is not an error. */

@@ -24,7 +24,7 @@ import { mkdir, open, rename, link, unlink, lstat, readdir } from 'node:fs/promi
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { At1Error } from '../errors.js';
-import { checkKey, type Backend, type KeyInfo, type WriteOptions } from './backend.js';
+import { checkKey, type Backend, type KeyInfo, type KeyStat, type WriteOptions } from './backend.js';
 import { fsyncDir } from '../util/atomic-file.js';
 
 export const TMP_DIR = 'tmp';
@@ -43,6 +43,13 @@ function realRoot(root: string): string {
     return realpathSync(root);
   } catch {
     return resolve(root);
+  }
+}
+
+/** A write's own temp file disappeared before it was linked into place (see LocalBackend.write). */
+class TempVanished extends Error {
+  constructor(readonly original: unknown) {
+    super('temp file vanished');
   }
 }
 
@@ -176,7 +183,67 @@ export class LocalBackend implements Backend {
     }
   }
 
+  async stat(key: string): Promise<KeyStat | undefined> {
+    checkKey(key);
+    try {
+      if (!(await this.checkDirs(key, false))) return undefined;
+      const st = await lstat(this.abs(key));
+      if (st.isSymbolicLink()) this.linkRefused(key, key);
+      return { size: st.size, mtimeMs: st.mtimeMs };
+    } catch (e) {
+      if (isErrno(e, 'ENOENT')) return undefined;
+      this.ioError('stat', key, e);
+    }
+  }
+
+  /**
+   * Renew the modification time through an open descriptor, after comparing
+   * the bytes read through that same descriptor: the file touched is the
+   * file compared, even if the name is replaced meanwhile. Afterwards the
+   * name must still lead to that file (same inode), or the touch reports
+   * false: the key no longer holds those bytes.
+   */
+  async touch(key: string, expect?: Uint8Array): Promise<boolean> {
+    let fh;
+    try {
+      fh = await this.openRead(key);
+    } catch (e) {
+      if (e instanceof At1Error && e.code === 'E_NOT_FOUND') return false;
+      throw e;
+    }
+    try {
+      if (expect !== undefined) {
+        const b = await fh.readFile();
+        if (b.length !== expect.length || Buffer.compare(b, expect) !== 0) return false;
+      }
+      const now = new Date();
+      await fh.utimes(now, now);
+      const [a, b] = await Promise.all([fh.stat(), lstat(this.abs(key)).catch(() => undefined)]);
+      return b !== undefined && a.ino === b.ino && a.dev === b.dev;
+    } catch (e) {
+      return this.ioError('touch', key, e);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * The temp file of a write can vanish before it is linked into place when
+   * a gc run with no grace period sweeps tmp/ at that moment: the write is
+   * then simply done again (a few times at most).
+   */
   async write(key: string, data: Uint8Array, opts: WriteOptions = {}): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.writeOnce(key, data, opts);
+      } catch (e) {
+        if (!(e instanceof TempVanished)) throw e;
+        if (attempt >= 3) this.ioError('write', key, e.original);
+      }
+    }
+  }
+
+  private async writeOnce(key: string, data: Uint8Array, opts: WriteOptions): Promise<boolean> {
     checkKey(key);
     const dest = this.abs(key);
     const tmpKey = `${TMP_DIR}/${process.pid}-${randomBytes(8).toString('hex')}`;
@@ -203,6 +270,7 @@ export class LocalBackend implements Backend {
         try {
           await link(tmp, dest); // creates the name itself: never writes through a link at dest
         } catch (e) {
+          if (isErrno(e, 'ENOENT')) throw new TempVanished(e);
           if (!isErrno(e, 'EEXIST')) throw e;
           if ((await lstat(dest)).isSymbolicLink()) this.linkRefused(key, key);
           return false;
@@ -210,12 +278,13 @@ export class LocalBackend implements Backend {
       } else {
         // rename would replace a link at dest (not write through it), but a link there is damage: refuse it
         if ((await lstat(dest).catch(() => undefined))?.isSymbolicLink()) this.linkRefused(key, key);
-        await rename(tmp, dest);
+        await rename(tmp, dest).catch((e: unknown) => Promise.reject(isErrno(e, 'ENOENT') ? new TempVanished(e) : e));
         created = false;
       }
       fsyncDir(this.dirOf(key));
       return true;
     } catch (e) {
+      if (e instanceof TempVanished) throw e;
       return this.ioError('write', key, e);
     } finally {
       if (created) await unlink(tmp).catch(() => undefined);
@@ -252,7 +321,7 @@ export class LocalBackend implements Backend {
         if (ent.isDirectory()) await walk(k);
         else if (ent.isFile()) {
           const st = await lstat(this.abs(k)).catch(() => undefined);
-          if (st?.isFile()) out.push({ key: k, size: st.size });
+          if (st?.isFile()) out.push({ key: k, size: st.size, mtimeMs: st.mtimeMs });
         }
       }
     };

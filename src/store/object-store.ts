@@ -20,6 +20,13 @@ export function objectKey(digest: string): string {
   return `${OBJECTS_DIR}/${digest.slice(0, 2)}/${digest}`;
 }
 
+/** The digest an `objects/ab/<digest>` key names, or undefined for any other key. */
+export function digestOfKey(key: string): string | undefined {
+  const parts = key.split('/');
+  const name = parts[2];
+  return parts.length === 3 && parts[0] === OBJECTS_DIR && name !== undefined && isSha256Hex(name) && parts[1] === name.slice(0, 2) ? name : undefined;
+}
+
 export interface ObjectStats {
   /** Bytes read from the backend since creation: lets tests prove what a read touched. */
   bytesRead: number;
@@ -68,13 +75,28 @@ export class ObjectStore {
 
   /** Every stored digest with its stored size (keys that are not well-formed object names are skipped; fsck reports them). */
   async list(): Promise<Map<string, number>> {
-    const keys = await this.backend.list(OBJECTS_DIR);
     const out = new Map<string, number>();
-    for (const { key, size } of keys) {
-      const parts = key.split('/');
-      const name = parts[2];
-      if (parts.length === 3 && name !== undefined && isSha256Hex(name) && parts[1] === name.slice(0, 2)) out.set(name, size);
+    for (const [d, info] of await this.listWithTimes()) out.set(d, info.size);
+    return out;
+  }
+
+  /** Every stored digest with its size and modification time (gc's grace period reads the time). */
+  async listWithTimes(): Promise<Map<string, { size: number; mtimeMs?: number }>> {
+    const out = new Map<string, { size: number; mtimeMs?: number }>();
+    for (const { key, size, mtimeMs } of await this.backend.list(OBJECTS_DIR)) {
+      const d = digestOfKey(key);
+      if (d !== undefined) out.set(d, { size, mtimeMs });
     }
     return out;
+  }
+
+  /** Keys under objects/ that are not well-formed object names (stray files; fsck reports them). */
+  async strays(): Promise<string[]> {
+    return (await this.backend.list(OBJECTS_DIR)).filter((k) => digestOfKey(k.key) === undefined).map((k) => k.key);
+  }
+
+  /** Mark an object as just used (a writer reusing it): gc's grace period then spares it as young. */
+  async touch(digest: string): Promise<boolean> {
+    return this.backend.touch(objectKey(digest));
   }
 }
