@@ -129,3 +129,90 @@ export async function crashTrials(opts: { familyDir: string; workDir: string; tr
   if (!final.ok) summary.violations.push('final verify failed');
   return summary;
 }
+
+export interface RaceSummary {
+  rounds: number;
+  processes: Record<string, { runs: number; succeeded: number; refused: number }>;
+  violations: string[];
+}
+
+interface RaceJob {
+  kind: 'add' | 'gc' | 'gc-other-pidns' | 'get' | 'rm';
+  target?: string;
+  args: string[];
+  out?: string;
+  prefix?: string[];
+}
+
+function runJob(job: RaceJob): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const argv = [...(job.prefix ?? []), process.execPath, BIN, ...job.args];
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, AT1_LOCK_WAIT_MS: '120000', AT1_WORKERS: '0' } });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => resolve({ code, stderr }));
+  });
+}
+
+/**
+ * Race trials: in each round, adds, gc (with no grace period, and, where
+ * `unshare` works, from another PID namespace), rm --rebase and restores run
+ * at once as separate processes. Whatever a process reports as done must
+ * hold afterwards: an add that exited 0 left a version that verifies, a get
+ * that exited 0 wrote the exact bytes, and no command ever lost a version
+ * or produced an integrity failure; fsck stays clean.
+ */
+export async function raceTrials(opts: { familyDir: string; workDir: string; rounds: number; seed: number; pidNamespaces: boolean; log?: (s: string) => void }): Promise<RaceSummary> {
+  const family = await loadFamily(opts.familyDir);
+  const [base, ...rest] = family.versions as [FamilyVersion, ...FamilyVersion[]];
+  const regDir = join(opts.workDir, 'race-reg');
+  await initRegistry(regDir, join(opts.familyDir, base.file), { name: base.name });
+  const random = rng(opts.seed);
+  const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]!;
+  const summary: RaceSummary = { rounds: 0, processes: {}, violations: [] };
+  const sha = new Map(family.versions.map((v) => [v.name, v.sha256]));
+  for (let i = 0; i < opts.rounds; i++) {
+    const reg = await Registry.open(regDir);
+    const present = await reg.versionNames();
+    const absent = rest.filter((v) => !present.includes(v.name));
+    const jobs: RaceJob[] = [];
+    for (const v of [...absent].sort(() => random() - 0.5).slice(0, 2)) jobs.push({ kind: 'add', target: v.name, args: ['registry', 'add', regDir, join(opts.familyDir, v.file), '--name', v.name] });
+    jobs.push({ kind: 'gc', args: ['registry', 'gc', regDir, '--grace', '0'] });
+    if (opts.pidNamespaces) jobs.push({ kind: 'gc-other-pidns', args: ['registry', 'gc', regDir, '--grace', '0'], prefix: ['unshare', '--pid', '--fork', '--mount-proc'] });
+    for (let r = 0; r < 2; r++) {
+      const v = pick(present);
+      jobs.push({ kind: 'get', target: v, args: ['registry', 'get', regDir, v, '--out', join(opts.workDir, `out-${i}-${r}.safetensors`)], out: join(opts.workDir, `out-${i}-${r}.safetensors`) });
+    }
+    const removable = present.filter((n) => n !== base.name);
+    if (removable.length >= 3 && random() < 0.4) jobs.push({ kind: 'rm', target: pick(removable), args: ['registry', 'rm', regDir, '', '--rebase'] });
+    for (const j of jobs) if (j.kind === 'rm') j.args[3] = j.target!;
+    const results = await Promise.all(jobs.map(runJob));
+    const after = await Registry.open(regDir);
+    const names = await after.versionNames();
+    for (const [k, j] of jobs.entries()) {
+      const { code, stderr } = results[k]!;
+      const p = (summary.processes[j.kind] ??= { runs: 0, succeeded: 0, refused: 0 });
+      p.runs++;
+      if (code === 0) p.succeeded++;
+      else p.refused++;
+      const what = `round ${i}: ${j.kind} ${j.target ?? ''}`;
+      if (/E_INTEGRITY|integrity: FAIL|does not match|is missing from/.test(stderr)) summary.violations.push(`${what}: ${stderr.trim().split('\n')[0]}`);
+      if (code === 0 && j.kind === 'add' && !names.includes(j.target!)) summary.violations.push(`${what}: exited 0 but the version is absent`);
+      if (code === 0 && j.kind === 'get') {
+        const { createHash } = await import('node:crypto');
+        const { readFile } = await import('node:fs/promises');
+        const got = createHash('sha256').update(await readFile(j.out!)).digest('hex');
+        if (got !== sha.get(j.target!)) summary.violations.push(`${what}: exited 0 but wrote bytes with SHA-256 ${got}`);
+      }
+      if (code !== 0 && j.kind !== 'get' && j.kind !== 'rm') summary.violations.push(`${what}: exited ${code}: ${stderr.trim().split('\n')[0]}`);
+    }
+    for (const n of present) if (!names.includes(n) && !jobs.some((j) => j.kind === 'rm' && j.target === n)) summary.violations.push(`round ${i}: version ${n} disappeared`);
+    const fsck = await fsckRegistry(regDir);
+    if (fsck.status !== 'clean') summary.violations.push(`round ${i}: fsck ${fsck.status}: ${fsck.problems.map((p) => p.message).join('; ')}`);
+    const report = await verifyRegistry(after, undefined);
+    if (!report.ok) summary.violations.push(`round ${i}: verify failed: ${JSON.stringify(report.versions.filter((v) => !v.ok))}`);
+    summary.rounds++;
+    if ((i + 1) % 10 === 0) opts.log?.(`  ${i + 1}/${opts.rounds} race rounds, ${summary.violations.length} violations`);
+  }
+  return summary;
+}
