@@ -38,7 +38,9 @@
  * "Plain integer" means the JSON token is digits only: no sign, fraction or
  * exponent (1e3, 3.0 and -0 are refused), so the value is exact.
  */
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { fsCall, fsError } from '../util/fs-errors.js';
 import { At1Error } from '../errors.js';
 import { dtypeInfo } from './dtype.js';
 import { JsonNumber, StrictJsonError, parseJsonPrefix, type JsonObject, type JsonValue } from './strict-json.js';
@@ -330,7 +332,7 @@ function checkLayout(tensors: TensorInfo[], file: string): void {
 async function readFully(fh: FileHandle, buf: Uint8Array, offset: number, length: number, position: number, file: string): Promise<void> {
   let done = 0;
   while (done < length) {
-    const { bytesRead } = await fh.read(buf, offset + done, length - done, position + done);
+    const { bytesRead } = await fsCall('read', file, () => fh.read(buf, offset + done, length - done, position + done));
     if (bytesRead === 0) throw new At1Error('E_IO', `${file}: the file ended at byte ${position + done} while reading its header (changed while reading?)`);
     done += bytesRead;
   }
@@ -344,14 +346,14 @@ async function readFully(fh: FileHandle, buf: Uint8Array, offset: number, length
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
   let fh: FileHandle;
   try {
-    fh = await open(path, 'r');
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK); // non-blocking: a FIFO is refused below instead of hanging the open
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new At1Error('E_NOT_FOUND', `${path}: no such file`, { cause: e });
-    throw new At1Error('E_IO', `${path}: cannot open: ${(e as Error).message}`, { cause: e });
+    throw fsError(e, 'open', path); // permission denied and the rest: a typed error naming the file
   }
   try {
-    const st = await fh.stat();
+    const st = await fsCall('inspect', path, () => fh.stat());
     if (!st.isFile()) throw new At1Error('E_INPUT', `${path}: not a regular file`);
     const fileSize = st.size;
     const prefix = new Uint8Array(8);

@@ -14,6 +14,7 @@ import { At1Error } from '../errors.js';
 import type { Level } from '../codec/types.js';
 import { readSafetensorsHeader, type SafetensorsHeader } from '../format/safetensors.js';
 import { newSha256, sha256Hex } from '../util/hash.js';
+import { fsCall, fsError, isErrno } from '../util/fs-errors.js';
 import { BLOB_CHUNK_BYTES } from './config.js';
 import { storeChunk, type StoredChunk } from './chunk-writer.js';
 import { POOL_THRESHOLD_BYTES } from './chunk-source.js';
@@ -22,8 +23,8 @@ import { LocalBackend } from '../store/local-backend.js';
 import { orderedMap } from '../util/ordered-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
-import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type BlobFile, type BlobRef, type FileEntry, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
-import { planModelDir, type PlannedFile } from './model-dir.js';
+import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
+import { checkManifestRules, planModelDir, type PlannedFile } from './model-dir.js';
 import { checkVersionName, defaultNameFor } from './names.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
@@ -53,7 +54,7 @@ async function readExactly(fh: FileHandle, length: number, position: number, fil
   const buf = new Uint8Array(length);
   let got = 0;
   while (got < length) {
-    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    const { bytesRead } = await fsCall('read', file, () => fh.read(buf, got, length - got, position + got));
     if (bytesRead === 0) throw new At1Error('E_INPUT', `${file} became shorter while it was being read`);
     got += bytesRead;
   }
@@ -64,7 +65,7 @@ async function readExactly(fh: FileHandle, length: number, position: number, fil
 export async function storeBlob(reg: Registry, bytes: Uint8Array, level: Level, counters: Counters): Promise<BlobRef> {
   const chunks: string[] = [];
   for (const span of blobChunks(bytes.length, BLOB_CHUNK_BYTES)) {
-    const r = await storeChunk(reg.store, bytes.subarray(span.offset, span.offset + span.length), 'U8', [], level);
+    const r = await storeChunk(reg.store, bytes.subarray(span.offset, span.offset + span.length), 'U8', [], level, reg.reader);
     counters.newObjectBytes += r.written;
     counters.newObjects += r.written > 0 ? 1 : 0;
     chunks.push(r.digest);
@@ -84,7 +85,7 @@ function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
   const pooled = (mode === '1' || (mode !== '0' && totalBytes >= POOL_THRESHOLD_BYTES)) && reg.backend instanceof LocalBackend;
   if (!pooled) {
     return {
-      store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(reg.reader, parentChunk, reg.config.maxChainDepth), level),
+      store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(reg.reader, parentChunk, reg.config.maxChainDepth), level, reg.reader),
       window: 1,
       close: async () => undefined,
     };
@@ -132,7 +133,7 @@ async function storeSafetensors(
     chunkLists.push(new Array<string>(spans.length));
   }
   const hashes = header.tensors.map(() => newSha256());
-  const fh = await open(path, 'r');
+  const fh = await fsCall('open', path, () => open(path, 'r'));
   const sink = chunkSink(reg, level, header.fileSize);
   const pending: { job: ChunkJob; stored: Promise<StoredChunk> }[] = [];
   const settle = async (): Promise<void> => {
@@ -160,7 +161,7 @@ async function storeSafetensors(
     await sink.close();
     await fh.close();
   }
-  const after = await stat(path);
+  const after = await fsCall('inspect', path, () => stat(path));
   if (after.size !== header.fileSize) throw new At1Error('E_INPUT', `${path} changed size while it was being read; nothing was added`);
   const tensors: TensorEntry[] = header.tensors.map((t, i) => ({
     name: t.name,
@@ -178,12 +179,12 @@ async function storeSafetensors(
 async function storeBlobFile(reg: Registry, f: PlannedFile, level: Level, counters: Counters, progress: (n: number) => void): Promise<BlobFile> {
   const hash = newSha256();
   const chunks: string[] = [];
-  const fh = await open(f.abs, 'r');
+  const fh = await fsCall('open', f.abs, () => open(f.abs, 'r'));
   try {
     for (const span of blobChunks(f.size, BLOB_CHUNK_BYTES)) {
       const raw = await readExactly(fh, span.length, span.offset, f.abs);
       hash.update(raw);
-      const r = await storeChunk(reg.store, raw, 'U8', [], level);
+      const r = await storeChunk(reg.store, raw, 'U8', [], level, reg.reader);
       counters.newObjectBytes += r.written;
       counters.newObjects += r.written > 0 ? 1 : 0;
       chunks.push(r.digest);
@@ -192,17 +193,26 @@ async function storeBlobFile(reg: Registry, f: PlannedFile, level: Level, counte
   } finally {
     await fh.close();
   }
-  if ((await stat(f.abs)).size !== f.size) throw new At1Error('E_INPUT', `${f.abs} changed size while it was being read; nothing was added`);
+  if ((await fsCall('inspect', f.abs, () => stat(f.abs))).size !== f.size) throw new At1Error('E_INPUT', `${f.abs} changed size while it was being read; nothing was added`);
   return { kind: 'blob', path: f.path, size: f.size, sha256: hash.digest('hex'), chunkBytes: BLOB_CHUNK_BYTES, chunks };
 }
 
 /** What an add reads: one safetensors file, or every file of a model directory. Validated completely before any write. */
 async function planSource(path: string): Promise<{ layout: 'file' | 'directory'; files: PlannedFile[] }> {
-  const st = await stat(path).catch(() => undefined);
+  const st = await stat(path).catch((e: unknown) => {
+    if (isErrno(e, 'ENOENT')) return undefined;
+    throw fsError(e, 'inspect', path);
+  });
   if (!st) throw new At1Error('E_NOT_FOUND', `${path} does not exist`);
-  if (st.isDirectory()) return { layout: 'directory', files: (await planModelDir(path)).files };
-  const header = await readSafetensorsHeader(path); // every format rule checked before anything is written
-  return { layout: 'file', files: [{ path: basename(path), abs: path, size: header.fileSize, header }] };
+  let plan: { layout: 'file' | 'directory'; files: PlannedFile[] };
+  if (st.isDirectory()) plan = { layout: 'directory', files: (await planModelDir(path)).files };
+  else if (!st.isFile()) throw new At1Error('E_INPUT', `${path} is neither a regular file nor a directory; nothing was added`);
+  else {
+    const header = await readSafetensorsHeader(path); // every format rule checked before anything is written
+    plan = { layout: 'file', files: [{ path: basename(path), abs: path, size: header.fileSize, header }] };
+  }
+  checkManifestRules(plan.files); // every limit the manifest parser enforces, checked before the lock and any write
+  return plan;
 }
 
 /**
@@ -247,6 +257,12 @@ export async function addVersion(reg: Registry, path: string, opts: AddOptions &
       files,
       stats: { rawBytes: total, ...counters },
     };
+    // Second line of defence: the manifest must pass the very parser every later reader uses, or nothing is published.
+    try {
+      parseManifest(serializeManifest(manifest), manifest.name);
+    } catch (e) {
+      throw new At1Error('E_IO', `internal error: the manifest built for ${JSON.stringify(name)} fails the manifest parser (${(e as Error).message}); nothing was published (please report this)`, { cause: e });
+    }
     const manifestBytes = await reg.publish(manifest);
     return { manifest, estimates, storedBytes: counters.newObjectBytes + manifestBytes };
   } finally {

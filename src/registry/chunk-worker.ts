@@ -34,7 +34,7 @@ export function start(init: WorkerInit): void {
       return { reply: { kind: 'decoded', bytes: copy }, transfer: [copy.buffer as ArrayBuffer] };
     }
     const refs = await refsForChunk(reader, job.parentChunk, init.maxChainDepth);
-    const r = await storeChunk(store, job.raw, job.dtype, refs, job.level);
+    const r = await storeChunk(store, job.raw, job.dtype, refs, job.level, reader); // the reader proves an existing object before dedup reuses it
     return { reply: { kind: 'stored', ...r }, transfer: [] };
   };
   parentPort!.on('message', (m: { id: number; job: WorkerJob }) => {

@@ -5,12 +5,19 @@
  * (verify on write: a codec bug must never reach the disk), then write the
  * object. The raw codec is always a candidate, so no object is larger than
  * its raw bytes plus a header of at most a few hundred bytes.
+ *
+ * Dedup verifies before it trusts: a file sitting at a chunk's key is reused
+ * only once it has been decoded, references included, to bytes whose SHA-256
+ * is the key (docs/FORMAT.md §7 step 2). Anything else at that key (planted
+ * garbage, a torn or damaged leftover, an object whose reference is gone) is
+ * replaced by a fresh, verified encoding.
  */
 import { At1Error } from '../errors.js';
 import { encoderCandidates, type Codec, type Level, type RefChunk } from '../codec/index.js';
 import { encodeObject } from '../format/object.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { sha256Hex } from '../util/hash.js';
+import { ChunkReader } from './chunk-reader.js';
 
 export interface Reference extends RefChunk {
   digest: string;
@@ -19,7 +26,7 @@ export interface Reference extends RefChunk {
 
 export interface StoredChunk {
   digest: string;
-  /** Bytes written now; 0 when the object existed already. */
+  /** Bytes written now (a new object, or one that replaced a bad object at the key); 0 when a proven object existed already. */
   written: number;
   codec: string;
 }
@@ -66,10 +73,47 @@ export function encodeVerified(raw: Uint8Array, dtype: string, refs: readonly Re
   return { object, codec: best.codec.name, depth };
 }
 
-export async function storeChunk(store: ObjectStore, raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level): Promise<StoredChunk> {
+/**
+ * Whether the object stored at `digest` is proven to hold `raw`: its header
+ * checks and it decodes, through the reader and its whole reference chain,
+ * to `raw.length` bytes whose SHA-256 is `digest` (ChunkReader.read checks
+ * the length against the header and the digest of the decoded bytes). Only
+ * that is proof; that a file exists at the key proves nothing. Any failure
+ * (bad header, unknown codec, missing or damaged reference, wrong length,
+ * wrong digest, unreadable file) means "not proven".
+ */
+async function provenAt(reader: ChunkReader, digest: string, length: number): Promise<boolean> {
+  try {
+    await reader.read(digest, length);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Store one chunk and return its digest. `reader` reads the same store; it
+ * proves an existing object before dedup reuses it (default: a reader
+ * without a cache over `store`).
+ */
+export async function storeChunk(
+  store: ObjectStore,
+  raw: Uint8Array,
+  dtype: string,
+  refs: readonly Reference[],
+  level: Level,
+  reader: ChunkReader = new ChunkReader(store, 0),
+): Promise<StoredChunk> {
   const digest = sha256Hex(raw);
-  if (await store.has(digest)) return { digest, written: 0, codec: 'dedup' };
+  const existed = await store.has(digest);
+  if (existed && (await provenAt(reader, digest, raw.length))) return { digest, written: 0, codec: 'dedup' };
   const { object, codec } = encodeVerified(raw, dtype, refs, level);
-  const wrote = await store.put(digest, object);
-  return { digest, written: wrote ? object.length : 0, codec };
+  if (!existed) {
+    if (await store.put(digest, object)) return { digest, written: object.length, codec };
+    // It appeared since has() (another worker storing the same chunk): reused only if proven, like any other.
+    if (await provenAt(reader, digest, raw.length)) return { digest, written: 0, codec: 'dedup' };
+  }
+  // What sits at the key failed its proof: replace it atomically (a reader sees the bad object or the verified one, never a mix).
+  await store.replace(digest, object);
+  return { digest, written: object.length, codec };
 }

@@ -11,6 +11,48 @@ import { nameProblem } from './names.js';
 
 export const MANIFEST_FORMAT = 'at1.version';
 export const MANIFEST_FORMAT_VERSION = 1;
+/**
+ * The format version of a manifest that uses packs (docs/FORMAT.md §6):
+ * builds before packs refuse it with E_UNSUPPORTED instead of misreading it.
+ * A manifest without packs is still written as version 1 (serializeManifest),
+ * so every build reads it.
+ */
+export const MANIFEST_PACKS_FORMAT_VERSION = 2;
+
+/*
+ * The limits a manifest's parser enforces. add checks its input against
+ * these same constants and rule functions before it takes the lock or writes
+ * anything (src/registry/model-dir.ts, checkManifestRules), so the writer can
+ * never publish a manifest its own reader refuses.
+ */
+
+/** A tensor name, in UTF-16 code units (JavaScript string length). */
+export const MAX_TENSOR_NAME_LENGTH = 65536;
+/** A file path within a version, in UTF-16 code units. */
+export const MAX_PATH_LENGTH = 1024;
+/** One segment of a file path, in UTF-8 bytes: a restore must be able to create it (NAME_MAX on Linux and macOS). */
+export const MAX_PATH_SEGMENT_BYTES = 255;
+/** Characters no path segment may hold: a backslash and C0 control characters. */
+export const PATH_SEGMENT_FORBIDDEN = /[\\\u0000-\u001f]/;
+
+/** Why a tensor name is refused in a manifest, or undefined when it is acceptable. */
+export function tensorNameProblem(name: string): string | undefined {
+  if (name.length > MAX_TENSOR_NAME_LENGTH) return `tensor name of ${name.length} characters exceeds the ${MAX_TENSOR_NAME_LENGTH} limit`;
+  return undefined;
+}
+
+/** Why a file path is refused in a manifest, or undefined when it is acceptable: relative, '/'-separated, no empty, '.' or '..' segment, bounded. */
+export function pathProblem(path: string): string | undefined {
+  if (path.length > MAX_PATH_LENGTH) return `path of ${path.length} characters exceeds the ${MAX_PATH_LENGTH} limit`;
+  if (path.startsWith('/')) return 'it is absolute';
+  for (const seg of path.split('/')) {
+    if (seg === '' || seg === '.' || seg === '..') return `it has an empty, "." or ".." segment`;
+    if (PATH_SEGMENT_FORBIDDEN.test(seg)) return 'it has a backslash or a control character';
+    const bytes = Buffer.byteLength(seg, 'utf8');
+    if (bytes > MAX_PATH_SEGMENT_BYTES) return `path segment of ${bytes} UTF-8 bytes exceeds the ${MAX_PATH_SEGMENT_BYTES} limit`;
+  }
+  return undefined;
+}
 
 export interface TensorEntry {
   name: string;
@@ -97,11 +139,9 @@ class Checker {
     return v;
   }
   relPath(v: Json, path: string): string {
-    const s = this.str(v, path, 1024);
-    const segs = s.split('/');
-    if (s.startsWith('/') || segs.some((x) => x === '' || x === '.' || x === '..' || /[\\\u0000-\u001f]/.test(x))) {
-      this.fail(path, `is not a safe relative path: ${JSON.stringify(s)}`);
-    }
+    const s = this.str(v, path, MAX_PATH_LENGTH);
+    const why = pathProblem(s);
+    if (why) this.fail(path, `is not a safe relative path (${why}): ${JSON.stringify(s)}`);
     return s;
   }
 }
@@ -132,7 +172,7 @@ function parseTensor(c: Checker, v: Json, p: string, chunkElements: number): Ten
   const expected = elements === 0n ? 0 : ceilDiv(Number(elements), chunkElements);
   if (chunks.length !== expected) c.fail(`${p}.chunks`, `has ${chunks.length} entries, expected ${expected}`);
   return {
-    name: c.str(o.name, `${p}.name`, 65536),
+    name: c.str(o.name, `${p}.name`, MAX_TENSOR_NAME_LENGTH),
     dtype,
     shape,
     offset: c.int(o.offset, `${p}.offset`),

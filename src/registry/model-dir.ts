@@ -6,15 +6,24 @@
  * is stored as a blob. Restores recreate the directory byte for byte.
  *
  * Refused: symbolic links and special files (nothing outside the directory
- * is ever read), a directory without any .safetensors file, and a sharded
- * index that does not match its shards. Skipped, and reported: `.git` and
- * `.cache` folders (version-control and download metadata, not the model).
+ * is ever read), file names that are not valid UTF-8, a directory without
+ * any .safetensors file, and a sharded index that does not match its shards.
+ * Skipped, and reported: `.git` and `.cache` folders (version-control and
+ * download metadata, not the model).
+ *
+ * Planning finishes before anything is written: every entry is read and
+ * checked, and every file is opened once (so an unreadable file is reported
+ * here, naming it, and not after a part of the model was stored). Every
+ * file-system failure becomes a typed At1Error naming the path.
  */
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { At1Error } from '../errors.js';
 import { INDEX_SUFFIX, parseShardIndex } from '../format/hf-index.js';
 import { readSafetensorsHeader, type SafetensorsHeader } from '../format/safetensors.js';
+import { fsCall } from '../util/fs-errors.js';
+import { pathProblem, PATH_SEGMENT_FORBIDDEN, tensorNameProblem } from './manifest.js';
 
 export const SKIPPED_DIRS = new Set(['.git', '.cache']);
 
@@ -32,21 +41,103 @@ export interface DirPlan {
   skipped: string[];
 }
 
-const PATH_SEGMENT_BAD = /[\u0000-\u001f\u007f\\]/;
+/** What a file name in a model directory may not hold: the manifest's rule (backslash, C0 controls), and DEL as well. */
+function badSegment(name: string): boolean {
+  return PATH_SEGMENT_FORBIDDEN.test(name) || name.includes('\u007f');
+}
+
+/** Strict UTF-8; ignoreBOM keeps a leading U+FEFF in the name (by default TextDecoder would silently drop it and name another file). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** A file name as text, for a message: valid UTF-8 sequences as they are, every other byte (and control characters) as \xNN. */
+export function escapeName(bytes: Uint8Array): string {
+  let out = '';
+  let i = 0;
+  while (i < bytes.length) {
+    let n = 0;
+    for (let len = 1; len <= 4 && i + len <= bytes.length; len++) {
+      try {
+        const ch = UTF8.decode(bytes.subarray(i, i + len));
+        if ([...ch].length === 1) {
+          n = len;
+          out += /[\u0000-\u001f\u007f\\]/.test(ch) ? `\\x${bytes[i]!.toString(16).padStart(2, '0')}` : ch;
+          break;
+        }
+      } catch {
+        // not a whole character yet (or never): try one byte longer
+      }
+    }
+    if (n === 0) {
+      out += `\\x${bytes[i]!.toString(16).padStart(2, '0')}`;
+      n = 1;
+    }
+    i += n;
+  }
+  return out;
+}
+
+/** Entry names of a directory, as raw bytes decoded strictly: a name that is not UTF-8 cannot be stored (manifests are JSON text) and is refused. */
+async function entryNames(dir: string): Promise<string[]> {
+  const raw = await fsCall('read the directory', dir, () => readdir(dir, { encoding: 'buffer' }));
+  const names: string[] = [];
+  for (const b of raw) {
+    try {
+      names.push(UTF8.decode(b));
+    } catch {
+      throw new At1Error('E_INPUT', `${dir}: the file name "${escapeName(b)}" is not valid UTF-8; rename it (at1 stores names as UTF-8 text); nothing was added`);
+    }
+  }
+  return names.sort((a, b) => (a < b ? -1 : 1));
+}
 
 async function walk(root: string, rel: string, out: PlannedFile[], skipped: string[]): Promise<void> {
-  const entries = (await readdir(join(root, rel), { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
-  for (const e of entries) {
-    const path = rel ? `${rel}/${e.name}` : e.name;
+  for (const name of await entryNames(join(root, rel))) {
+    const path = rel ? `${rel}/${name}` : name;
     const abs = join(root, path);
-    if (PATH_SEGMENT_BAD.test(e.name)) throw new At1Error('E_INPUT', `${abs}: file names with control characters or backslashes are refused`);
-    const st = await lstat(abs);
+    if (badSegment(name)) throw new At1Error('E_INPUT', `${abs}: file names with control characters or backslashes are refused`);
+    const st = await fsCall('inspect', abs, () => lstat(abs));
     if (st.isSymbolicLink()) throw new At1Error('E_INPUT', `${abs} is a symbolic link; at1 does not follow links out of a model directory (copy the file in instead)`);
     if (st.isDirectory()) {
-      if (SKIPPED_DIRS.has(e.name)) skipped.push(path + '/');
+      if (SKIPPED_DIRS.has(name)) skipped.push(path + '/');
       else await walk(root, path, out, skipped);
     } else if (st.isFile()) out.push({ path, abs, size: st.size });
-    else throw new At1Error('E_INPUT', `${abs} is not a regular file`);
+    else throw new At1Error('E_INPUT', `${abs} is not a regular file (a FIFO, socket or device); nothing was added`);
+  }
+}
+
+/**
+ * Open a file for reading and close it again: proves, before anything is
+ * written, that the add will be able to read it (permissions, and that it is
+ * still a regular file). O_NONBLOCK so that a FIFO swapped in cannot block.
+ */
+async function checkOpenable(abs: string): Promise<void> {
+  const fh = await fsCall('open', abs, () => open(abs, constants.O_RDONLY | constants.O_NONBLOCK));
+  try {
+    const st = await fsCall('inspect', abs, () => fh.stat());
+    if (!st.isFile()) throw new At1Error('E_INPUT', `${abs} is not a regular file; nothing was added`);
+  } finally {
+    await fh.close();
+  }
+}
+
+function abbreviated(s: string, max = 60): string {
+  return JSON.stringify(s.length > max ? s.slice(0, max) + '…' : s);
+}
+
+/**
+ * Every limit the manifest parser enforces on what a file contributes (its
+ * path; its tensor names), checked with the parser's own rule functions
+ * (manifest.ts) before the lock and any write: add never stores what its own
+ * reader would refuse. Throws E_INPUT naming the file.
+ */
+export function checkManifestRules(files: readonly PlannedFile[]): void {
+  for (const f of files) {
+    const pathWhy = pathProblem(f.path);
+    if (pathWhy) throw new At1Error('E_INPUT', `${f.abs}: the path ${abbreviated(f.path)} cannot be stored: ${pathWhy}; nothing was added`);
+    for (const t of f.header?.tensors ?? []) {
+      const why = tensorNameProblem(t.name);
+      if (why) throw new At1Error('E_INPUT', `${f.abs}: ${why} (tensor ${abbreviated(t.name)}); nothing was added`);
+    }
   }
 }
 
@@ -77,8 +168,11 @@ export async function planModelDir(dir: string): Promise<DirPlan> {
   const files: PlannedFile[] = [];
   const skipped: string[] = [];
   await walk(dir, '', files, skipped);
-  for (const f of files) if (f.path.endsWith('.safetensors')) f.header = await readSafetensorsHeader(f.abs);
+  for (const f of files) {
+    if (f.path.endsWith('.safetensors')) f.header = await readSafetensorsHeader(f.abs); // opens and reads it
+    else await checkOpenable(f.abs);
+  }
   if (!files.some((f) => f.header)) throw new At1Error('E_INPUT', `${dir} holds no .safetensors file: not a model directory`);
-  for (const f of files) if (f.path.endsWith(INDEX_SUFFIX)) checkIndex(f.path, f.abs, new Uint8Array(await readFile(f.abs)), files);
+  for (const f of files) if (f.path.endsWith(INDEX_SUFFIX)) checkIndex(f.path, f.abs, new Uint8Array(await fsCall('read', f.abs, () => readFile(f.abs))), files);
   return { files, skipped };
 }
