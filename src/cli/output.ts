@@ -29,6 +29,36 @@ export function exitCodeFor(e: unknown): number {
   }
 }
 
+const NAMED_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+/**
+ * Characters a terminal may act on rather than show: C0 controls (ESC
+ * among them, so every escape sequence is defused), DEL, C1 controls (U+0080
+ * to U+009F: 8-bit CSI and friends), the line and paragraph separators, and
+ * the bidirectional overrides and isolates that reorder what is shown.
+ */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * `s` with every control character written out as an escape: `\n`, `\r`,
+ * `\t`, `\x1b` (other C0 and DEL), `\u0085` (C1 and the Unicode ones
+ * above). For text from stored data (tensor names, file paths, messages
+ * quoting them) on its way to a terminal, so a crafted name cannot move the
+ * cursor, clear the screen or forge a line such as `integrity: PASS`. JSON
+ * output does not need it: JSON.stringify escapes what JSON requires and
+ * --json output stays exact.
+ */
+export function escapeControl(s: string): string {
+  return s.replace(CONTROL, (c) => {
+    const n = c.charCodeAt(0);
+    return NAMED_ESCAPES[c] ?? (n < 0x80 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`);
+  });
+}
+
+/** A name from stored data, ready for a terminal (see escapeControl). */
+export function displayName(name: string): string {
+  return escapeControl(name);
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }

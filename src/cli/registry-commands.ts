@@ -10,7 +10,7 @@ import { removeVersion } from '../registry/remove.js';
 import { gcRegistry } from '../registry/gc.js';
 import { fsckRegistry, type FsckReport } from '../registry/fsck.js';
 import type { Level } from '../codec/types.js';
-import { EXIT, formatBytes, printJson, progressBar, say, table } from './output.js';
+import { displayName, escapeControl, EXIT, formatBytes, printJson, progressBar, say, table } from './output.js';
 
 function intArg(v: string): number {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError('expected a whole number');
@@ -25,15 +25,16 @@ function ratio(stored: number, raw: number): string {
 
 export function printListing(l: FamilyListing): void {
   const rows = [['VERSION', 'PARENT', 'RAW BYTES', 'STORED BYTES', 'RATIO']];
-  for (const v of l.versions) rows.push([v.name, v.parent ?? '-', String(v.rawBytes), String(v.storedBytes), v.ratio.toFixed(3)]);
+  for (const v of l.versions) rows.push([displayName(v.name), v.parent === null ? '-' : displayName(v.parent), String(v.rawBytes), String(v.storedBytes), v.ratio.toFixed(3)]);
   rows.push([`total (${l.total.versions} versions)`, '', String(l.total.rawBytes), String(l.total.storedBytes), l.total.ratio.toFixed(3)]);
   say(table(rows, [false, false, true, true, true]));
 }
 
 export function printVerify(r: VerifyReport): void {
   for (const v of r.versions) {
-    say(`${v.version}: ${v.ok ? 'ok' : 'FAILED'} (${v.tensors} tensors, ${formatBytes(v.bytes)})`);
-    for (const f of v.failures) say(`  ${f.tensor !== undefined ? `tensor ${JSON.stringify(f.tensor)}` : `file ${f.file}`}: ${f.reason}`);
+    // Names and reasons quote stored data: control characters are shown escaped.
+    say(`${displayName(v.version)}: ${v.ok ? 'ok' : 'FAILED'} (${v.tensors} tensors, ${formatBytes(v.bytes)})`);
+    for (const f of v.failures) say(`  ${f.tensor !== undefined ? `tensor ${displayName(JSON.stringify(f.tensor))}` : `file ${displayName(f.file)}`}: ${escapeControl(f.reason)}`);
   }
   say(r.ok ? 'integrity: PASS (SHA-256)' : 'integrity: FAIL');
 }
@@ -102,8 +103,8 @@ export function registryCommand(): Command {
         p.stop();
         if (o.json) printJson({ ...r, integrity: 'PASS' });
         else {
-          if (r.files) say(`restored ${name} to ${o.out}/: ${r.files.length} files, ${r.bytes} bytes`);
-          else say(`restored ${name} to ${o.out}: ${r.bytes} bytes, sha256 ${r.sha256}`);
+          if (r.files) say(`restored ${displayName(name)} to ${escapeControl(o.out)}/: ${r.files.length} files, ${r.bytes} bytes`);
+          else say(`restored ${displayName(name)} to ${escapeControl(o.out)}: ${r.bytes} bytes, sha256 ${r.sha256}`);
           say('integrity: PASS (SHA-256)');
         }
       } finally {
@@ -186,7 +187,8 @@ export function registryCommand(): Command {
         say(`${r.versions} versions, ${r.objects.needed} objects needed, ${r.objects.stored} stored${o.readData ? `, ${r.objects.checkedData} re-hashed` : ''}`);
         if (r.objects.orphans > 0) say(`${r.objects.orphans} orphan objects (${r.objects.orphanBytes} bytes): 'at1 registry gc' removes them`);
         if (r.leftovers.length > 0) say(`${r.leftovers.length} leftover files of interrupted writes in tmp/: 'at1 registry gc' removes them`);
-        for (const x of r.problems) say(`  ${x.kind}: ${x.message}${x.tensor ? ` (version ${x.version}, tensor ${JSON.stringify(x.tensor)})` : x.version ? ` (version ${x.version})` : ''}`);
+        // Messages, versions and tensors quote stored data: control characters are shown escaped.
+        for (const x of r.problems) say(`  ${x.kind}: ${escapeControl(x.message)}${x.tensor ? ` (version ${displayName(String(x.version))}, tensor ${displayName(JSON.stringify(x.tensor))})` : x.version ? ` (version ${displayName(x.version)})` : ''}`);
         say(`fsck: ${r.status.toUpperCase()}`);
       }
       process.exitCode = r.status === 'clean' ? EXIT.ok : r.status === 'damaged' ? EXIT.integrity : EXIT.input;

@@ -4,8 +4,9 @@ import { At1Error } from '../errors.js';
 import { npyData, npyHeader } from '../format/npy.js';
 import { Registry } from '../registry/registry.js';
 import { findTensor, readTensorRange, rowRange, tensorsOf, type ByteRange } from '../registry/tensor-access.js';
-import { AtomicFileWriter } from '../util/atomic-file.js';
-import { printJson, say, table } from './output.js';
+import { AtomicFileWriter, removeStaleTemps } from '../util/atomic-file.js';
+import { checkOutputPath } from '../util/output-path.js';
+import { displayName, escapeControl, printJson, say, table } from './output.js';
 
 function rangeArg(v: string): [number, number] {
   const m = /^(\d+):(\d+)$/.exec(v);
@@ -38,7 +39,8 @@ export function tensorCommand(): Command {
       }));
       if (o.json) return printJson(rows);
       const out = [['TENSOR', 'DTYPE', 'SHAPE', 'BYTES', 'STORED', 'SHA-256']];
-      for (const r of rows) out.push([r.name, r.dtype, `[${r.shape.join(', ')}]`, String(r.bytes), String(r.storedBytes), r.sha256.slice(0, 16) + '…']);
+      // Names come from stored data: control characters are shown escaped (JSON output above keeps them exact).
+      for (const r of rows) out.push([displayName(r.name), displayName(r.dtype), `[${r.shape.join(', ')}]`, String(r.bytes), String(r.storedBytes), r.sha256.slice(0, 16) + '…']);
       say(table(out, [false, false, false, true, true, false]));
     });
 
@@ -57,6 +59,8 @@ export function tensorCommand(): Command {
       if (o.rows && o.bytes) throw new At1Error('E_INPUT', 'give --rows or --bytes, not both');
       if (o.bytes && o.format === 'npy') throw new At1Error('E_INPUT', '--bytes gives no shape: use --rows with --format npy, or --format raw');
       const reg = await Registry.open(dir);
+      // Every output check before anything is read or decoded.
+      const checked = await checkOutputPath(o.out, { kind: 'file', registryRoot: reg.location });
       const loc = await findTensor(reg, version, name);
       const t = loc.tensor;
       let range: ByteRange | undefined;
@@ -65,6 +69,7 @@ export function tensorCommand(): Command {
         range = rowRange(t, o.rows[0], o.rows[1]);
         shape = [o.rows[1] - o.rows[0], ...t.shape.slice(1)];
       } else if (o.bytes) range = { start: o.bytes[0], end: o.bytes[1] };
+      await removeStaleTemps(checked.path);
       const w = await AtomicFileWriter.create(o.out);
       try {
         if (o.format === 'npy') await w.write(npyHeader(t.dtype, shape));
@@ -76,7 +81,7 @@ export function tensorCommand(): Command {
       }
       const result = { version, tensor: name, dtype: t.dtype, shape, format: o.format, range: range ?? null, bytes: w.bytesWritten, out: o.out, verified: range ? 'every chunk read (SHA-256)' : 'tensor SHA-256' };
       if (o.json) printJson(result);
-      else say(`wrote ${name} of ${version}${o.rows ? ` rows ${o.rows[0]}:${o.rows[1]}` : o.bytes ? ` bytes ${o.bytes[0]}:${o.bytes[1]}` : ''} to ${o.out} (${w.bytesWritten} bytes, ${o.format}); integrity: PASS (SHA-256)`);
+      else say(`wrote ${displayName(name)} of ${displayName(version)}${o.rows ? ` rows ${o.rows[0]}:${o.rows[1]}` : o.bytes ? ` bytes ${o.bytes[0]}:${o.bytes[1]}` : ''} to ${escapeControl(o.out)} (${w.bytesWritten} bytes, ${o.format}); integrity: PASS (SHA-256)`);
     });
   return cmd;
 }

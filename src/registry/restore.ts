@@ -8,11 +8,12 @@
  * (getVersion) publishes the file only after the final check, so a failed
  * restore leaves no output file behind.
  */
-import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { dirname, join, resolve } from 'node:path';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { At1Error, IntegrityError } from '../errors.js';
-import { AtomicFileWriter, fsyncDir } from '../util/atomic-file.js';
+import { AtomicFileWriter, fsyncDir, removeStaleTemps, tempNameFor } from '../util/atomic-file.js';
+import { fsCall } from '../util/fs-errors.js';
+import { checkOutputPath } from '../util/output-path.js';
 import { newSha256 } from '../util/hash.js';
 import { orderedMap } from '../util/ordered-map.js';
 import type { BlobRef, FileEntry, TensorEntry, VersionManifest } from './manifest.js';
@@ -175,11 +176,13 @@ export async function getVersion(reg: Registry, name: string, out: string, opts:
   const m = await reg.manifest(name);
   if (m.layout === 'directory') return getDirectory(reg, m, out, opts);
   const f = m.files[0]!;
-  const st = await stat(out).catch(() => undefined);
-  if (st?.isDirectory()) throw new At1Error('E_INPUT', `--out ${out} is a directory; give a file name`);
-  const source = chunkSource(reg, reg.reader, f.size);
+  // Every output check before anything is decoded; then leftovers of interrupted restores of this same target.
+  const checked = await checkOutputPath(out, { kind: 'file', registryRoot: reg.location });
+  await removeStaleTemps(checked.path);
   const w = await AtomicFileWriter.create(out);
+  let source: ChunkSource | undefined;
   try {
+    source = chunkSource(reg, reg.reader, f.size);
     for await (const part of readFile(reg, m, f, source)) {
       await w.write(part);
       opts.onProgress?.({ label: `get ${name}`, done: w.bytesWritten, total: f.size, unit: 'bytes' });
@@ -189,27 +192,32 @@ export async function getVersion(reg: Registry, name: string, out: string, opts:
     await w.abort();
     throw e;
   } finally {
-    await source.close();
+    await source?.close();
   }
   return { name, out, bytes: f.size, sha256: f.sha256 };
 }
 
-/** Restore a model directory into a temporary sibling of `out`, then rename it into place. */
+/**
+ * Restore a model directory into a temporary sibling of `out` (named as
+ * tempNameFor names files, so interrupted ones are found and removed the
+ * same way), then rename it into place: over nothing, or over an empty
+ * directory (rename(2) replaces an empty directory atomically).
+ */
 async function getDirectory(reg: Registry, m: VersionManifest, out: string, opts: GetOptions): Promise<GetResult> {
-  const st = await stat(out).catch(() => undefined);
-  if (st && (!st.isDirectory() || (await readdir(out)).length > 0)) {
-    throw new At1Error('E_EXISTS', `--out ${out} exists and is not an empty directory; version ${m.name} is a model directory, restored as a new directory`);
-  }
+  const checked = await checkOutputPath(out, { kind: 'directory', registryRoot: reg.location });
+  await removeStaleTemps(checked.path);
   const total = m.files.reduce((a, f) => a + f.size, 0);
-  const tmp = `${out.replace(/[\\/]+$/, '')}.at1-tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await mkdir(tmp);
-  const source = chunkSource(reg, reg.reader, total);
+  const tmp = tempNameFor(checked.path);
+  await fsCall('create the temporary directory for', out, () => mkdir(tmp));
+  let source: ChunkSource | undefined;
   let done = 0;
   try {
+    source = chunkSource(reg, reg.reader, total);
     for (const f of m.files) {
       const target = join(tmp, ...f.path.split('/')); // paths were checked when the manifest was parsed: relative, no '..'
-      await mkdir(dirname(target), { recursive: true });
-      const w = await AtomicFileWriter.create(target);
+      const shown = join(out, ...f.path.split('/'));
+      await fsCall('create the directory for', shown, () => mkdir(dirname(target), { recursive: true }));
+      const w = await AtomicFileWriter.create(target, shown);
       try {
         for await (const part of readFile(reg, m, f, source)) {
           await w.write(part);
@@ -222,14 +230,13 @@ async function getDirectory(reg: Registry, m: VersionManifest, out: string, opts
         throw e;
       }
     }
-    if (st) await rmdir(out);
-    await rename(tmp, out);
-    fsyncDir(dirname(resolve(out)));
+    await fsCall('move the restored directory into place at', out, () => rename(tmp, checked.path));
+    fsyncDir(dirname(checked.path));
   } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     throw e;
   } finally {
-    await source.close();
+    await source?.close();
   }
   return { name: m.name, out, bytes: total, files: m.files.map((f) => ({ path: f.path, bytes: f.size, sha256: f.sha256 })) };
 }
