@@ -39,7 +39,16 @@ function waitForLine(child: ChildProcess, line: string): Promise<void> {
 }
 
 function exited(child: ChildProcess): Promise<number> {
-  return new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', (c) => resolve(c ?? -1))));
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve) => {
+    const done = (c: number | null): void => {
+      if (c !== 0 && err) process.stderr.write(`lease-holder exited ${c}: ${err}\n`);
+      resolve(c ?? -1);
+    };
+    if (child.exitCode !== null) done(child.exitCode);
+    else child.on('exit', done);
+  });
 }
 
 async function registry(t: { after: (fn: () => void) => void }): Promise<{ dir: string; reg: Registry }> {
