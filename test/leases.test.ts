@@ -238,3 +238,29 @@ test('a resumed init refuses options that differ from the ones it stored', async
   assert.equal(at1('registry', 'init', base, join(dir, '..', 'r2')).status, 0);
   assert.deepEqual(await (await Registry.open(dir)).versionNames(), ['base']);
 });
+
+test('an old orphan that an add has just reused survives gc, with the chain it is coded against', async (t) => {
+  const { dir, reg } = await registry(t);
+  await add(reg, join(EMBEDDED, 'prose-step0025.safetensors'), { parent: 'base' });
+  await add(reg, join(EMBEDDED, 'prose-step0050.safetensors'), { parent: 'prose-step0025' });
+  const m2 = await reg.manifest('prose-step0050');
+  // Both versions' manifests vanish (rm'd long ago, say) and every object is old: orphans waiting for gc.
+  const { rmSync, readdirSync } = await import('node:fs');
+  rmSync(join(dir, 'versions', 'prose-step0050.json'));
+  rmSync(join(dir, 'versions', 'prose-step0025.json'));
+  const old = new Date(Date.now() - 3600_000);
+  for (const sub of readdirSync(join(dir, 'objects'))) for (const f of readdirSync(join(dir, 'objects', sub))) utimesSync(join(dir, 'objects', sub, f), old, old);
+  // An add is reusing one chunk of prose-step0050 (coded against prose-step0025's chunk): dedup proves and renews it.
+  const tensor = m2.files[0]!.kind === 'safetensors' ? m2.files[0]!.tensors.find((x) => x.chunks.length > 0)! : undefined;
+  const chunk = tensor!.chunks[0]!;
+  const h = await reg.reader.header(chunk);
+  assert.ok(h.refs.length > 0, 'the reused chunk is a delta');
+  const { storeChunk } = await import('../src/registry/chunk-writer.js');
+  const { bytes } = await reg.reader.read(chunk);
+  assert.equal((await storeChunk(reg.store, bytes, tensor!.dtype, [], 'max')).written, 0, 'dedup reused it');
+  const g = await gcRegistry(reg);
+  assert.ok(g.removedObjects > 0, 'other old orphans are removed');
+  assert.equal(await reg.store.has(chunk), true, 'the reused object survives');
+  for (const r of h.refs) assert.equal(await reg.store.has(r.digest), true, 'and so does what it is coded against');
+  assert.equal((await reg.reader.read(chunk)).bytes.length, bytes.length);
+});

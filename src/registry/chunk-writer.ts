@@ -85,6 +85,8 @@ export function encodeVerified(raw: Uint8Array, dtype: string, refs: readonly Re
 async function provenAt(reader: ChunkReader, digest: string, length: number): Promise<boolean> {
   try {
     await reader.read(digest, length);
+    // About to be reused: renew its modification time so gc's grace period spares it until the manifest lands (FORMAT.md §8b).
+    await reader.store.touch(digest);
     return true;
   } catch {
     return false;

@@ -90,6 +90,25 @@ export async function protectingReaders(reg: Registry, result: GcResult): Promis
   return out;
 }
 
+/**
+ * Unreachable objects younger than `cutoff`, and everything they reference
+ * (an add that reuses an old orphan renews only that object's time; its
+ * reference chain must survive with it).
+ */
+async function youngWithReferences(reg: Registry, stored: Map<string, { mtimeMs?: number }>, reachableSet: Map<string, unknown>, cutoff: number): Promise<Set<string>> {
+  const reader = new ChunkReader(reg.store);
+  const out = new Set<string>();
+  const stack = [...stored].filter(([d, info]) => !reachableSet.has(d) && (info.mtimeMs ?? Infinity) > cutoff).map(([d]) => d);
+  while (stack.length > 0) {
+    const d = stack.pop()!;
+    if (out.has(d) || reachableSet.has(d)) continue;
+    out.add(d);
+    const h = await reader.header(d).catch(() => undefined); // a damaged young object protects nothing beyond itself
+    for (const r of h?.refs ?? []) stack.push(r.digest);
+  }
+  return out;
+}
+
 export interface SweepOptions extends GcOptions {
   /** rm: delete only these objects (what it made unreachable), whatever their age; leave other orphans to gc. */
   only?: ReadonlySet<string>;
@@ -109,7 +128,9 @@ export async function sweep(reg: Registry, lease: Lease, opts: SweepOptions = {}
   const readers = await protectingReaders(reg, result);
   await lease.assertHeld(); // a gc whose lease was lost must not delete: another writer may be mid-add
   const now = Date.now();
-  for (const [d, info] of await reg.store.listWithTimes()) {
+  const stored = await reg.store.listWithTimes();
+  const young = opts.only ? new Set<string>() : await youngWithReferences(reg, stored, objects, now - graceMs);
+  for (const [d, info] of stored) {
     if (objects.has(d)) {
       result.keptObjects++;
       continue;
@@ -119,7 +140,7 @@ export async function sweep(reg: Registry, lease: Lease, opts: SweepOptions = {}
       result.keptForReaders++;
       continue;
     }
-    if (!opts.only && now - (info.mtimeMs ?? now) < graceMs) {
+    if (young.has(d)) {
       result.keptYoung++;
       continue;
     }
