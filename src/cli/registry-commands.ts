@@ -7,7 +7,7 @@ import { Registry } from '../registry/registry.js';
 import { getVersion } from '../registry/restore.js';
 import { verifyRegistry, type VerifyReport } from '../registry/verify.js';
 import { removeVersion } from '../registry/remove.js';
-import { gcRegistry } from '../registry/gc.js';
+import { gcRegistry, type GcResult } from '../registry/gc.js';
 import { fsckRegistry, type FsckReport } from '../registry/fsck.js';
 import type { Level } from '../codec/types.js';
 import { displayName, escapeControl, EXIT, formatBytes, printJson, progressBar, say, table } from './output.js';
@@ -39,6 +39,21 @@ export function printVerify(r: VerifyReport): void {
   say(r.ok ? 'integrity: PASS (SHA-256)' : 'integrity: FAIL');
 }
 
+/** A duration: a whole number with an optional unit ms, s, m or h (no unit: seconds). */
+export function durationArg(v: string): number {
+  const m = /^(\d+)(ms|s|m|h)?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('expected a duration such as 0, 500ms, 90s, 15m or 2h');
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return n * unit;
+}
+
+/** What gc or rm kept although nothing needs it, and why. */
+function printKept(r: GcResult): void {
+  if (r.keptForReaders > 0) say(`kept ${r.keptForReaders} unneeded objects while readers that started before the last removal run (${r.readers.map(displayName).join('; ')}); a later 'at1 registry gc' removes them`);
+  if (r.keptYoung > 0) say(`kept ${r.keptYoung} unneeded objects younger than the grace period (a writer may still need them); 'at1 registry gc --grace 0' removes them when no writer can be running`);
+}
+
 export function registryCommand(): Command {
   const reg = new Command('registry').description('keep a model family: the base once, every version as a verified delta');
 
@@ -50,9 +65,9 @@ export function registryCommand(): Command {
     .option('--name <name>', "the base version's name (default: the file's stem)")
     .option('--chunk-elements <n>', 'elements per stored chunk (multiple of 8; default 2097152)', intArg)
     .option('--max-chain-depth <n>', 'longest delta chain a restore may follow (default 8)', intArg)
-    .addOption(levelOption().default('max'))
+    .addOption(levelOption().default(undefined, 'max')) // no value unless given, so a resumed init can tell a changed option from the default
     .option('--json', 'print the result as JSON')
-    .action(async (base: string, dir: string, o: { name?: string; chunkElements?: number; maxChainDepth?: number; level: Level; json?: boolean }) => {
+    .action(async (base: string, dir: string, o: { name?: string; chunkElements?: number; maxChainDepth?: number; level?: Level; json?: boolean }) => {
       const p = progressBar(o);
       try {
         const { base: r } = await initRegistry(dir, base, { name: o.name, chunkElements: o.chunkElements, maxChainDepth: o.maxChainDepth, level: o.level, onProgress: p.onProgress });
@@ -155,17 +170,20 @@ export function registryCommand(): Command {
       if (o.json) return printJson(r);
       if (r.rebasedObjects > 0) say(`re-encoded ${r.rebasedObjects} objects of ${r.rebasedVersions.join(', ')} against other relatives`);
       say(`removed ${name}; freed ${r.gc.removedBytes} bytes (${r.gc.removedObjects} objects)`);
+      printKept(r.gc);
     });
 
   reg
     .command('gc')
-    .description('delete objects no version needs and leftovers of interrupted writes')
+    .description('delete objects no version needs and leftovers of interrupted writes (sparing what running commands may still need)')
     .argument('<dir>', 'the registry')
+    .option('--grace <duration>', 'keep unneeded objects younger than this, e.g. 0, 90s, 15m, 2h (default 15m: a writer that lost its lock may still need them)', durationArg)
     .option('--json', 'print the result as JSON')
-    .action(async (dir: string, o: { json?: boolean }) => {
-      const r = await gcRegistry(await Registry.open(dir));
+    .action(async (dir: string, o: { grace?: number; json?: boolean }) => {
+      const r = await gcRegistry(await Registry.open(dir), { graceMs: o.grace });
       if (o.json) return printJson(r);
       say(`gc: removed ${r.removedObjects} objects (${r.removedBytes} bytes) and ${r.removedLeftovers} leftover files; ${r.keptObjects} objects in use`);
+      printKept(r);
     });
 
   reg
@@ -187,6 +205,7 @@ export function registryCommand(): Command {
         say(`${r.versions} versions, ${r.objects.needed} objects needed, ${r.objects.stored} stored${o.readData ? `, ${r.objects.checkedData} re-hashed` : ''}`);
         if (r.objects.orphans > 0) say(`${r.objects.orphans} orphan objects (${r.objects.orphanBytes} bytes): 'at1 registry gc' removes them`);
         if (r.leftovers.length > 0) say(`${r.leftovers.length} leftover files of interrupted writes in tmp/: 'at1 registry gc' removes them`);
+        if (r.strays.length > 0) say(`${r.strays.length} stray files that are neither manifests nor objects (ignored by every command): ${r.strays.slice(0, 5).map(displayName).join(', ')}${r.strays.length > 5 ? ', …' : ''}`);
         // Messages, versions and tensors quote stored data: control characters are shown escaped.
         for (const x of r.problems) say(`  ${x.kind}: ${escapeControl(x.message)}${x.tensor ? ` (version ${displayName(String(x.version))}, tensor ${displayName(JSON.stringify(x.tensor))})` : x.version ? ` (version ${displayName(x.version)})` : ''}`);
         say(`fsck: ${r.status.toUpperCase()}`);
