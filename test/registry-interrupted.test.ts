@@ -116,7 +116,7 @@ test('rm --rebase and gc failing at every write or removal leave a valid registr
       assert.equal((await fsckRegistry(dir)).status, 'clean', `${kind} ${at}`);
       if (await reg.hasVersion('prose-step0025')) await removeVersion(reg, 'prose-step0025', { rebase: true });
       await gcRegistry(reg, { graceMs: 0 }); // what the interrupted rm left is seconds old
-      const out = join(dir, 'out.safetensors');
+      const out = join(work, `${kind}-${at}.out`); // outside the registry: at1 refuses to restore into one
       await getVersion(reg, 'prose-step0050', out);
       assert.equal(sha256File(out), want);
       assert.equal((await fsckRegistry(dir, { readData: true })).objects.orphans, 0);

@@ -55,14 +55,17 @@ export function demoCommand(): Command {
         if (!o.json) printVerify(report);
         log(`\n$ at1 registry get ${dir} NAME --out NAME.safetensors   (for every version, checked against family.json)`);
         const restores = [];
+        // Restores go outside the registry: at1 refuses to write into one (docs/FORMAT.md §7).
+        const outDir = await mkdtemp(join(tmpdir(), 'at1-demo-restored-'));
         for (const v of family.versions) {
-          const out = join(dir, `restored-${v.name}.safetensors`);
+          const out = join(outDir, `${v.name}.safetensors`);
           await getVersion(registry, v.name, out);
           const sha = await fileSha256(out);
           await rm(out);
           restores.push({ name: v.name, sha256: sha, byteExact: sha === v.sha256 });
           log(`${v.name}: sha256 ${sha} ${sha === v.sha256 ? 'matches family.json (byte-exact)' : 'DIFFERS from family.json'}`);
         }
+        await rm(outDir, { recursive: true, force: true });
         const ok = report.ok && restores.every((r) => r.byteExact);
         if (o.json) printJson({ registry: dir, listing, verify: report, restores, ok });
         else say(`\ndemo: ${ok ? 'PASS' : 'FAIL'} — family stored at ${listing.total.ratio.toFixed(3)} of raw; every version restored byte-exact: ${restores.every((r) => r.byteExact) ? 'yes' : 'no'}`);
