@@ -1,3 +1,4 @@
+import { hostIdentity } from '../src/util/host-identity.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -109,7 +110,8 @@ test('lock: a live holder makes a second writer fail naming it; a dead holder is
   const { regDir, registry } = await freshRegistry(t);
   const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
   t.after(() => sleeper.kill());
-  const lock = { pid: sleeper.pid, host: hostname(), command: 'add other', startedAt: new Date().toISOString() };
+  // A lease record as a writer in this PID namespace writes it (docs/FORMAT.md §8): there a dead pid proves the holder gone.
+  const lock = { format: 'at1.lease', kind: 'writer', token: 'a1'.repeat(16), pid: sleeper.pid, host: hostname(), identity: hostIdentity(), command: 'add other', startedAt: new Date().toISOString(), leaseMs: 30_000 };
   writeFileSync(join(regDir, 'lock'), JSON.stringify(lock));
   const r = at1('registry', 'add', regDir, join(EMBEDDED, 'code-lora.safetensors'));
   assert.equal(r.status, 3);

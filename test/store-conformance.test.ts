@@ -59,7 +59,9 @@ for (const { name, make } of BACKENDS) {
       await b.write('objects/aa/1', bytes('x'));
       await b.write('objects/bb/2', bytes('yy'));
       await b.write('versions/v.json', bytes('{}'));
-      const got = (await b.list('objects')).sort((x, y) => x.key.localeCompare(y.key));
+      const listed = await b.list('objects');
+      for (const k of listed) assert.ok(k.mtimeMs === undefined || Math.abs(k.mtimeMs - Date.now()) < 60_000, 'a listed modification time is now-ish');
+      const got = listed.map(({ key, size }) => ({ key, size })).sort((x, y) => x.key.localeCompare(y.key));
       assert.deepEqual(got, [
         { key: 'objects/aa/1', size: 1 },
         { key: 'objects/bb/2', size: 2 },
@@ -67,6 +69,26 @@ for (const { name, make } of BACKENDS) {
       assert.deepEqual(await b.list('nothing-here'), []);
       await b.remove('objects/aa/1');
       assert.deepEqual((await b.list('objects')).map((k) => k.key), ['objects/bb/2']);
+    });
+
+    test('stat gives size and modification time; touch renews it, only while the key holds the expected bytes', async (t) => {
+      const b = make(t);
+      assert.equal(await b.stat('l/k'), undefined);
+      assert.equal(await b.touch('l/k'), false, 'touching a missing key reports false');
+      await b.write('l/k', bytes('lease-1'));
+      const st = await b.stat('l/k');
+      assert.equal(st?.size, 7);
+      assert.ok(st && Math.abs(st.mtimeMs - Date.now()) < 60_000);
+      // Make it old, then renew it: the time moves forward.
+      const { utimesSync } = await import('node:fs');
+      if (b instanceof LocalBackend) utimesSync(join(b.root, 'l', 'k'), new Date(0), new Date(0));
+      const before = (await b.stat('l/k'))!.mtimeMs;
+      assert.equal(await b.touch('l/k', bytes('lease-2')), false, 'other bytes: not renewed');
+      assert.equal((await b.stat('l/k'))!.mtimeMs, before);
+      assert.equal(await b.touch('l/k', bytes('lease-1')), true);
+      assert.ok((await b.stat('l/k'))!.mtimeMs > before, 'renewed');
+      assert.equal(await b.touch('l/k'), true, 'without expected bytes any existing key is renewed');
+      assert.deepEqual(await b.read('l/k'), bytes('lease-1'), 'touch never changes the content');
     });
 
     test('keys that could escape the root are refused', async (t) => {

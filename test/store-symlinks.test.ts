@@ -131,7 +131,7 @@ test('a root that is itself a symlink works: write, read, list; a registry opene
   assert.equal(b.location, linked, 'messages keep the path the user gave');
   await b.write('objects/aa/k', bytes('v'), { exclusive: true });
   assert.deepEqual(await b.read('objects/aa/k'), bytes('v'));
-  assert.deepEqual(await b.list('objects'), [{ key: 'objects/aa/k', size: 1 }]);
+  assert.deepEqual((await b.list('objects')).map(({ key, size }) => ({ key, size })), [{ key: 'objects/aa/k', size: 1 }]);
   assert.deepEqual(readFileSync(join(real, 'objects', 'aa', 'k')), Buffer.from('v'));
 
   const regReal = join(work, 'reg-real');

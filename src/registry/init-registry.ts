@@ -11,10 +11,11 @@ import { readSafetensorsHeader } from '../format/safetensors.js';
 import { LocalBackend } from '../store/local-backend.js';
 import { addVersion, type AddOptions, type AddResult } from './add-version.js';
 import { CONFIG_KEY, type RegistryConfig } from './config.js';
+import { LEASES_DIR, LOCK_KEY, LOCKS_DIR } from './lease.js';
 import { Registry, type InitOptions } from './registry.js';
 
 /** What an interrupted init may have left, and nothing else. */
-const OWN_ENTRIES = new Set([CONFIG_KEY, 'objects', 'versions', 'tmp', 'lock']);
+const OWN_ENTRIES = new Set([CONFIG_KEY, 'objects', 'versions', 'tmp', LOCK_KEY, LOCKS_DIR, LEASES_DIR]);
 
 /**
  * Resuming an interrupted init keeps the configuration it wrote; an option
