@@ -112,13 +112,48 @@ export class Registry {
    * it reads (shown to a gc that waits for it); empty means all.
    */
   async reading<T>(command: string, versions: string[], fn: () => Promise<T>): Promise<T> {
-    const lease = await takeReaderLease(this.backend, command, versions);
+    const release = await this.holdReadLease(command, versions);
     try {
       return await fn();
     } finally {
-      await lease.release();
+      await release();
     }
   }
+
+  /** `reading` for a stream: the lease is taken at the first read and released when the stream ends or is abandoned. */
+  async *readingStream<T>(command: string, versions: string[], stream: () => AsyncGenerator<T>): AsyncGenerator<T> {
+    const release = await this.holdReadLease(command, versions);
+    try {
+      yield* stream();
+    } finally {
+      await release();
+    }
+  }
+
+  /**
+   * One reader lease per Registry object, shared by nested and concurrent
+   * reads through it (a runtime streaming thousands of tensors renews one
+   * lease, not thousands); released when the last of them ends.
+   */
+  private async holdReadLease(command: string, versions: string[]): Promise<() => Promise<void>> {
+    if (!this.readLease) this.readLease = { lease: takeReaderLease(this.backend, command, versions), users: 0 };
+    const held = this.readLease;
+    held.users++;
+    try {
+      await held.lease;
+    } catch (e) {
+      held.users--;
+      if (this.readLease === held) this.readLease = undefined;
+      throw e;
+    }
+    return async () => {
+      if (--held.users > 0) return;
+      if (this.readLease === held) this.readLease = undefined;
+      await (await held.lease).release();
+    };
+  }
+
+  private readLease: { lease: Promise<Lease>; users: number } | undefined;
 
   async hasVersion(name: string): Promise<boolean> {
     return (await this.backend.size(manifestKey(name))) !== undefined;
