@@ -1168,6 +1168,8 @@ async function buildRegistry(): Promise<FuzzRegistry> {
       for (const t of f.tensors) {
         tensorNames.add(t.name);
         for (const d of t.chunks) note(d, { version: v, tensor: t.name });
+        // a packed tensor (FORMAT §6) uses its pack's chunks (all of them, a superset: the fixture's packs are one chunk)
+        if (t.pack) for (const d of f.packs?.[t.pack[0]]?.chunks ?? []) note(d, { version: v, tensor: t.name });
       }
     }
   }
@@ -1490,6 +1492,9 @@ const semArb = fc.oneof(
 /** What parseManifest must have returned for this JSON, field by field (the known fields only). */
 function projectManifest(j: Record<string, unknown>): unknown {
   const blob = (o: Record<string, unknown>) => ({ size: o.size, sha256: o.sha256, chunkBytes: o.chunkBytes, chunks: o.chunks });
+  // formatVersion 2 adds packs (FORMAT §6): "packs" on a safetensors file, "pack" on a packed tensor; version 1 ignores both keys.
+  const v2 = j.formatVersion === 2;
+  const packs = (f: Record<string, unknown>) => (v2 && f.packs !== undefined ? { packs: (f.packs as Record<string, unknown>[]).map((k) => ({ dtype: k.dtype, length: k.length, chunks: k.chunks })) } : {});
   const files = (j.files as Record<string, unknown>[]).map((f) =>
     f.kind === 'blob'
       ? { kind: 'blob', path: f.path, ...blob(f) }
@@ -1500,7 +1505,8 @@ function projectManifest(j: Record<string, unknown>): unknown {
           sha256: f.sha256,
           header: blob(f.header as Record<string, unknown>),
           chunkElements: f.chunkElements,
-          tensors: (f.tensors as Record<string, unknown>[]).map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, offset: t.offset, length: t.length, sha256: t.sha256, chunks: t.chunks })),
+          ...packs(f),
+          tensors: (f.tensors as Record<string, unknown>[]).map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, offset: t.offset, length: t.length, sha256: t.sha256, chunks: t.chunks, ...(v2 && t.pack !== undefined ? { pack: t.pack } : {}) })),
         },
   );
   const s = j.stats as Record<string, unknown>;
@@ -1537,6 +1543,8 @@ function checkManifest(m: VersionManifest, bytes: Uint8Array, name: string): voi
       for (const b of blobs) if (b.chunkBytes < 1 || b.chunks.length !== Math.ceil(b.size / b.chunkBytes)) fail('blob chunk count');
       if (f.kind === 'safetensors') {
         let at = 0;
+        const filled = (f.packs ?? []).map(() => 0);
+        if (m.formatVersion === 1 && (f.packs !== undefined || f.tensors.some((t) => t.pack !== undefined))) fail('a version 1 manifest came back with packs');
         for (const t of f.tensors) {
           if (t.offset !== at) fail('tensors not contiguous');
           at += t.length;
@@ -1544,8 +1552,18 @@ function checkManifest(m: VersionManifest, bytes: Uint8Array, name: string): voi
           if (!info) fail('unknown dtype accepted');
           const el = t.shape.reduce((a, d) => a * BigInt(d), 1n);
           if (el * BigInt(info.bits) !== BigInt(t.length) * 8n) fail('tensor length does not match its dtype and shape');
-          const chunks = el === 0n ? 0n : (el + BigInt(f.chunkElements) - 1n) / BigInt(f.chunkElements);
+          if (t.pack) {
+            // a packed tensor: no chunks of its own; its bytes follow the previous packed tensor's in a pack of its dtype
+            const k = f.packs?.[t.pack[0]];
+            if (!k || k.dtype !== t.dtype || t.pack[1] !== filled[t.pack[0]] || t.length === 0) fail(`tensor ${t.name}: pack place ${JSON.stringify(t.pack)} accepted`);
+            filled[t.pack[0]] = t.pack[1] + t.length;
+          }
+          const chunks = el === 0n || t.pack ? 0n : (el + BigInt(f.chunkElements) - 1n) / BigInt(f.chunkElements);
           if (BigInt(t.chunks.length) !== chunks) fail(`tensor ${t.name}: ${t.chunks.length} chunks for ${el} elements of ${f.chunkElements} per chunk (the exact count is ${chunks})`);
+        }
+        for (const [i, k] of (f.packs ?? []).entries()) {
+          const bits = dtypeInfo(k.dtype)?.bits ?? 0;
+          if (filled[i] !== k.length || bits === 0 || BigInt(k.chunks.length) !== (BigInt(k.length) * 8n / BigInt(bits) + BigInt(f.chunkElements) - 1n) / BigInt(f.chunkElements)) fail(`pack ${i}: length or chunk count does not match its tensors`);
         }
         if (f.size !== f.header.size + at) fail('size is not header + tensors');
         if (f.chunkElements % 8 !== 0 || f.chunkElements < 8) fail('chunkElements');

@@ -21,6 +21,7 @@
  * | S4-metadata      | __metadata__ is not an object mapping strings to strings          |
  * | S5-name          | empty tensor name                                                 |
  * | S5-entry         | tensor entry not an object, a key missing, or an unknown key      |
+ * | S5-count         | more than MAX_TENSORS (2^18) tensor entries; refused on reaching it |
  * | S5-dtype         | dtype not a string from the dtype table                           |
  * | S5-shape         | shape not an array of plain integers in [0, 2^53-1]               |
  * | S5-offsets       | data_offsets not two plain integers in [0, 2^53-1], or begin>end  |
@@ -43,9 +44,35 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { fsCall, fsError } from '../util/fs-errors.js';
 import { At1Error } from '../errors.js';
 import { dtypeInfo } from './dtype.js';
-import { JsonNumber, StrictJsonError, parseJsonPrefix, type JsonObject, type JsonValue } from './strict-json.js';
+import { JsonNumber, StrictJsonError, parseJsonObjectMembers, type JsonValue } from './strict-json.js';
 
 export const MAX_HEADER_LENGTH = 100_000_000;
+
+/**
+ * At most 2^18 = 262,144 tensors per file (rule S5-count). Real checkpoints
+ * stay well below: a dense model lists about ten tensors per layer (Llama
+ * 3.1 405B: ~1,140 in all), and the largest mixture-of-experts checkpoints
+ * about 10^5 in all their shards together (DeepSeek-V3 with its FP8 scale
+ * tensors ~90k; the same design with 384 experts ~140k), so even an
+ * unsharded export of them fits. The cap bounds what a header alone can
+ * make at1 hold: each tensor costs a record while its file is added and a
+ * manifest entry (~150 bytes plus its name) in every later read, and the
+ * cap is checked per entry as the header is parsed.
+ *
+ * Measured (`/usr/bin/time -v`, maximum resident set size; files of empty
+ * F32 tensors with 26-character names; `registry add` to a registry holding
+ * the fixture base, then `registry list`):
+ *
+ * | file                         | before: add / list | after: add / list             |
+ * |------------------------------|--------------------|-------------------------------|
+ * | 2^18 tensors (20 MB header)  | 837 MB / 452 MB    | 555 MB / 315 MB               |
+ * | 2^20 tensors (82 MB header)  | 2.34 GB / 1.53 GB  | refused, exit 2: 353 MB, 2.0 s |
+ *
+ * (Of the 555 MB, ~115 MB is add-version's parse-back of the manifest it is
+ * about to publish.) Both caps at once, a 98 MB header of 2^18 tensors with
+ * 330-character names, is the worst a file can do: add 1.18 GB, list 544 MB.
+ */
+export const MAX_TENSORS = 1 << 18;
 
 export interface TensorInfo {
   name: string;
@@ -134,8 +161,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileSize: number, file
   }
 
   const text = decodeHeader(bytes.subarray(8, dataStart), file);
-  const root = parseHeaderJson(text, file);
-  const { tensors, metadata } = readEntries(root, file);
+  const { tensors, metadata } = parseHeader(text, file);
   checkLayout(tensors, file);
 
   // Rule 9: the data section is exactly the tensors' bytes.
@@ -161,16 +187,48 @@ function decodeHeader(raw: Uint8Array, file: string): string {
   }
 }
 
-/** Rule 3 (starts with '{', ends with spaces only) and rule 6 (duplicates, found by the strict parser). */
-function parseHeaderJson(text: string, file: string): JsonObject {
+/**
+ * Rule 3 (starts with '{', ends with spaces only), rule 6 (duplicates, found
+ * by the strict parser) and, member by member as the parser reaches them,
+ * rules 4 and 5 and the tensor-count cap. The header is never built as a
+ * tree: each entry is parsed on its own and kept only as its TensorInfo, so
+ * memory follows what is kept, not the header's object count.
+ *
+ * Precedence is that of a parse-then-validate reader: a syntax error or a
+ * duplicate anywhere (S3, S6) wins over an entry that breaks S4/S5, so the
+ * first entry problem is held back until the whole header has parsed. The
+ * one exception is S5-count, refused the moment the cap is passed, so a
+ * header of a million entries costs no more to refuse than one at the cap.
+ */
+function parseHeader(text: string, file: string): { tensors: TensorInfo[]; metadata: Record<string, string> | null } {
   if (text.charCodeAt(0) !== 0x7b) {
     const what = text.length === 0 ? 'the header is empty' : `the header starts with ${q(text.slice(0, 1))}`;
     throw new SafetensorsError(file, 'S3-start', `${what}, not '{'`);
   }
-  let parsed: { value: JsonValue; end: number };
+  const out: { tensors: TensorInfo[]; metadata: Record<string, string> | null } = { tensors: [], metadata: null };
+  let entryError: SafetensorsError | undefined;
+  let count = 0;
+  let end: number;
   try {
     // Depth 8 is ample: the schema needs 3 levels; anything deeper fails later anyway.
-    parsed = parseJsonPrefix(text, 0, { maxDepth: 8 });
+    end = parseJsonObjectMembers(
+      text,
+      0,
+      (name, entry) => {
+        if (name !== '__metadata__' && ++count > MAX_TENSORS) {
+          throw new SafetensorsError(file, 'S5-count', `the header lists more than ${MAX_TENSORS} tensors (refused at ${q(name)}); at1 accepts at most ${MAX_TENSORS} tensors per file (2^18): shard larger checkpoints`);
+        }
+        if (entryError) return; // the first problem is kept; the rest is only parsed, for S3/S6
+        try {
+          readEntry(name, entry, file, out);
+        } catch (e) {
+          if (!(e instanceof SafetensorsError)) throw e;
+          entryError = e;
+          out.tensors = []; // nothing more is kept
+        }
+      },
+      { maxDepth: 8 },
+    ).end;
   } catch (e) {
     if (e instanceof StrictJsonError) {
       if (e.kind === 'duplicate') throw new SafetensorsError(file, 'S6-duplicate', `the header has a ${e.message}`);
@@ -178,12 +236,13 @@ function parseHeaderJson(text: string, file: string): JsonObject {
     }
     throw e;
   }
-  for (let i = parsed.end; i < text.length; i++) {
+  for (let i = end; i < text.length; i++) {
     if (text.charCodeAt(i) !== 0x20) {
       throw new SafetensorsError(file, 'S3-trailing', `character ${i} after the header object is ${q(text[i] ?? '')}; only spaces may pad the header`);
     }
   }
-  return parsed.value as JsonObject; // it began with '{', so it is an object
+  if (entryError) throw entryError;
+  return out;
 }
 
 /** A plain non-negative integer token ("0", "17"), exact as a number; undefined otherwise. */
@@ -209,20 +268,19 @@ function describe(v: JsonValue | undefined): string {
 
 const ENTRY_KEYS = new Set(['dtype', 'shape', 'data_offsets']);
 
-/** Rules 4 and 5: the metadata map and every tensor entry, in header order. */
-function readEntries(root: JsonObject, file: string): { tensors: TensorInfo[]; metadata: Record<string, string> | null } {
-  let metadata: Record<string, string> | null = null;
-  const tensors: TensorInfo[] = [];
-  for (const [name, entry] of root) {
+/** Rules 4 and 5 for one member of the header: the metadata map, or a tensor entry appended to `out.tensors`. */
+function readEntry(name: string, entry: JsonValue, file: string, out: { tensors: TensorInfo[]; metadata: Record<string, string> | null }): void {
+  {
     if (name === '__metadata__') {
       if (!(entry instanceof Map)) throw new SafetensorsError(file, 'S4-metadata', `__metadata__ is ${describe(entry)}, not an object`);
-      metadata = {};
+      const metadata: Record<string, string> = {};
+      out.metadata = metadata;
       for (const [k, v] of entry) {
         if (typeof v !== 'string') throw new SafetensorsError(file, 'S4-metadata', `__metadata__ key ${q(k)} maps to ${describe(v)}, not a string`);
         // defineProperty, not `metadata[k] = v`: a "__proto__" key must stay an own data property.
         Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
       }
-      continue;
+      return;
     }
     if (name === '') throw new SafetensorsError(file, 'S5-name', 'a tensor has the empty name');
     const t = q(name);
@@ -234,20 +292,24 @@ function readEntries(root: JsonObject, file: string): { tensors: TensorInfo[]; m
       if (!entry.has(k)) throw new SafetensorsError(file, 'S5-entry', `tensor ${t} has no ${q(k)}`);
     }
 
-    const dtype = entry.get('dtype');
-    if (typeof dtype !== 'string' || dtypeInfo(dtype) === undefined) {
-      throw new SafetensorsError(file, 'S5-dtype', `tensor ${t} has dtype ${describe(dtype)}, not one of the known dtypes`);
+    const dtypeV = entry.get('dtype');
+    const info = typeof dtypeV === 'string' ? dtypeInfo(dtypeV) : undefined;
+    if (info === undefined) {
+      throw new SafetensorsError(file, 'S5-dtype', `tensor ${t} has dtype ${describe(dtypeV)}, not one of the known dtypes`);
     }
+    const dtype = info.name; // the table's own string: one copy for every tensor of that dtype
 
     const shapeV = entry.get('shape');
     if (!Array.isArray(shapeV)) throw new SafetensorsError(file, 'S5-shape', `tensor ${t} has shape ${describe(shapeV)}, not an array`);
-    const shape: number[] = [];
-    for (const d of shapeV) {
+    // Sized up front: a pushed-to array reserves room for 17 elements, ~70 bytes per tensor for nothing.
+    const shape: number[] = new Array<number>(shapeV.length);
+    for (let i = 0; i < shapeV.length; i++) {
+      const d = shapeV[i]!;
       const n = exactIndex(d);
       if (n === undefined) {
         throw new SafetensorsError(file, 'S5-shape', `tensor ${t} has the dimension ${describe(d)}; dimensions must be plain integers from 0 to 2^53-1`);
       }
-      shape.push(n);
+      shape[i] = n;
     }
 
     const offs = entry.get('data_offsets');
@@ -265,9 +327,8 @@ function readEntries(root: JsonObject, file: string): { tensors: TensorInfo[]; m
       );
     }
     if (begin > end) throw new SafetensorsError(file, 'S5-offsets', `tensor ${t} begins at ${begin}, after its end ${end}`);
-    tensors.push({ name, dtype, shape, begin, end });
+    out.tensors.push({ name, dtype, shape, begin, end });
   }
-  return { tensors, metadata };
 }
 
 const MAX_BYTES = BigInt(Number.MAX_SAFE_INTEGER);

@@ -57,6 +57,28 @@ export function parseJsonPrefix(
   return { value, end: p.pos };
 }
 
+/**
+ * Parse one JSON object starting at `start` member by member, without
+ * building it: each member's value is parsed on its own (a small tree) and
+ * handed to `onMember` in document order, then dropped. Memory is bounded by
+ * the largest member, not by the number of members, so a header listing a
+ * million entries costs what its caller keeps of them. `onMember` may throw
+ * to stop early (a count cap). Duplicate keys at this level are refused as
+ * in parseJsonPrefix (a Set of the keys seen); `maxDepth` counts this object
+ * as depth 1. Returns the index just past the closing '}' and the number of
+ * members.
+ */
+export function parseJsonObjectMembers(
+  text: string,
+  start: number,
+  onMember: (key: string, value: JsonValue, keyAt: number) => void,
+  opts: StrictJsonOptions = {},
+): { end: number; members: number } {
+  const p = new Parser(text, start, opts.maxDepth ?? 64);
+  const members = p.members(1, onMember);
+  return { end: p.pos, members };
+}
+
 /** Parse a whole JSON text: one value, optionally surrounded by JSON whitespace. */
 export function parseStrictJson(text: string, opts: StrictJsonOptions = {}): JsonValue {
   const p = new Parser(text, 0, opts.maxDepth ?? 64);
@@ -186,6 +208,41 @@ class Parser {
       else if (c === 0x7d) {
         this.pos++;
         return out;
+      } else this.fail("expected ',' or '}'");
+    }
+  }
+
+  /** An object at `pos`, member by member (see parseJsonObjectMembers); the same grammar as object(). */
+  members(depth: number, onMember: (key: string, value: JsonValue, keyAt: number) => void): number {
+    if (this.text.charCodeAt(this.pos) !== 0x7b) this.fail("expected '{'");
+    this.enter(depth);
+    this.pos++; // {
+    const seen = new Set<string>();
+    this.skipWs();
+    if (this.text.charCodeAt(this.pos) === 0x7d) {
+      this.pos++;
+      return 0;
+    }
+    for (;;) {
+      this.skipWs();
+      if (this.text.charCodeAt(this.pos) !== 0x22) this.fail('expected a string key');
+      const keyAt = this.pos;
+      const key = this.string();
+      if (seen.has(key)) {
+        throw new StrictJsonError('duplicate', `duplicate key ${JSON.stringify(key)} at character ${keyAt}`, keyAt, key);
+      }
+      seen.add(key);
+      this.skipWs();
+      if (this.text.charCodeAt(this.pos) !== 0x3a) this.fail("expected ':'");
+      this.pos++;
+      this.skipWs();
+      onMember(key, this.value(depth), keyAt);
+      this.skipWs();
+      const c = this.text.charCodeAt(this.pos);
+      if (c === 0x2c) this.pos++;
+      else if (c === 0x7d) {
+        this.pos++;
+        return seen.size;
       } else this.fail("expected ',' or '}'");
     }
   }

@@ -23,7 +23,8 @@ import { LocalBackend } from '../store/local-backend.js';
 import { orderedMap } from '../util/ordered-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
-import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
+import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, packHome, packOf, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type PackRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
+import { PACK_MIN_TENSORS, packElements, packMaxBytes } from './packs.js';
 import { checkManifestRules, planModelDir, type PlannedFile } from './model-dir.js';
 import { checkVersionName, defaultNameFor } from './names.js';
 import type { ProgressFn } from './progress.js';
@@ -102,12 +103,116 @@ function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
   };
 }
 
-interface ChunkJob {
-  tensor: number;
-  span: ChunkSpan;
-  parentChunk: string | undefined;
+/** SHA-256 of no bytes: the digest of every empty tensor. */
+const EMPTY_SHA256 = sha256Hex(new Uint8Array(0));
+
+/** Consecutive packed tensors are read from the input in runs of up to this many bytes, not one read each. */
+const RUN_BYTES = 1 << 20;
+
+/** One pack being written: its tensors' bytes are copied into `buf` (one chunk) and stored chunk by chunk. */
+interface PackWriter {
+  dtype: string;
+  length: number;
+  /** Bytes of every chunk but the last: chunkElements elements of the dtype. */
+  chunkBytes: number;
+  /** The parent's pack chunks this pack is coded against, when the two line up (same first tensor, same element count). */
+  parentChunks: string[] | undefined;
+  chunks: string[];
+  /** The chunk being filled, and how many of its bytes are; bytes of the pack in chunks already submitted; the next chunk's index. */
+  buf: Uint8Array | undefined;
+  filled: number;
+  written: number;
+  next: number;
 }
 
+interface PackPlan {
+  packs: PackWriter[];
+  /** Per tensor (header order): its pack, or -1 when it is chunked on its own. */
+  packOf: Int32Array;
+  /** Per tensor: its byte offset in its pack. */
+  packAt: Float64Array;
+}
+
+/**
+ * Which tensors are packed (docs/FORMAT.md §6): non-empty tensors of at most
+ * packMaxBytes() bytes, grouped by dtype, when a dtype has at least
+ * PACK_MIN_TENSORS of them. A tensor whose parent namesake is chunked on its
+ * own with the same element count stays unpacked, so a registry written
+ * before packs keeps delta-coding (and deduplicating) its small tensors
+ * instead of starting a pack from nothing. A pack is coded against the
+ * parent's pack that holds the parent tensor named as the pack's first
+ * tensor, when that pack has as many elements (a bf16 copy of an f32 model
+ * lines up element for element, as its tensors do).
+ */
+function planPacks(header: SafetensorsHeader, related: ReturnType<typeof tensorsByName>, chunkElements: number): PackPlan {
+  const n = header.tensors.length;
+  const plan: PackPlan = { packs: [], packOf: new Int32Array(n).fill(-1), packAt: new Float64Array(n) };
+  const maxBytes = packMaxBytes();
+  if (maxBytes === 0) return plan;
+  const candidates = new Map<string, number[]>();
+  for (const [i, t] of header.tensors.entries()) {
+    const length = t.end - t.begin;
+    if (length === 0 || length > maxBytes) continue;
+    const rel = related.get(t.name);
+    if (rel && !rel.t.pack && rel.t.chunks.length > 0 && rel.chunkElements === chunkElements && elementCount(rel.t.shape) === elementCount(t.shape)) continue;
+    let list = candidates.get(t.dtype);
+    if (!list) candidates.set(t.dtype, (list = []));
+    list.push(i);
+  }
+  for (const [dtype, members] of candidates) {
+    if (members.length < PACK_MIN_TENSORS) continue;
+    const index = plan.packs.length;
+    let length = 0;
+    for (const i of members) {
+      plan.packOf[i] = index;
+      plan.packAt[i] = length;
+      length += header.tensors[i]!.end - header.tensors[i]!.begin;
+    }
+    const bits = dtypeBits(dtype);
+    let parentChunks: string[] | undefined;
+    const rel = related.get(header.tensors[members[0]!]!.name);
+    const home = rel?.t.pack ? packHome(rel.t) : undefined;
+    const theirs = home ? packOf(home, rel!.t)?.pack : undefined;
+    if (theirs && rel!.chunkElements === chunkElements && packElements(theirs) === (length * 8) / bits) parentChunks = theirs.chunks;
+    plan.packs.push({ dtype, length, chunkBytes: (chunkElements * bits) / 8, parentChunks, chunks: [], buf: undefined, filled: 0, written: 0, next: 0 });
+  }
+  return plan;
+}
+
+/** What is read from the input, in file order: one chunk of an unpacked tensor, or a run of packed (and empty) tensors. */
+type ReadJob = { kind: 'chunk'; tensor: number; span: ChunkSpan; parentChunk: string | undefined; last: boolean } | { kind: 'run'; first: number; end: number; begin: number; length: number };
+
+function* readJobs(header: SafetensorsHeader, plan: PackPlan, related: ReturnType<typeof tensorsByName>, chunkElements: number): Generator<ReadJob> {
+  let run: Extract<ReadJob, { kind: 'run' }> | undefined;
+  for (const [i, t] of header.tensors.entries()) {
+    const length = t.end - t.begin;
+    if (plan.packOf[i]! >= 0 || length === 0) {
+      if (run && run.length + length <= RUN_BYTES) {
+        run.end = i + 1;
+        run.length += length;
+        continue;
+      }
+      if (run) yield run;
+      run = length === 0 ? undefined : { kind: 'run', first: i, end: i + 1, begin: t.begin, length };
+      continue;
+    }
+    if (run) yield run;
+    run = undefined;
+    const elements = elementCount(t.shape);
+    const rel = related.get(t.name);
+    const usable = rel && rel.chunkElements === chunkElements && elementCount(rel.t.shape) === elements ? rel.t : undefined;
+    const spans = tensorChunks(elements, dtypeBits(t.dtype), chunkElements);
+    for (const span of spans) yield { kind: 'chunk', tensor: i, span, parentChunk: usable?.chunks[span.index], last: span.index === spans.length - 1 };
+  }
+  if (run) yield run;
+}
+
+/**
+ * One safetensors file, read once in file order: each unpacked tensor's
+ * chunks and each pack's chunks are stored as they fill, so memory holds a
+ * few chunks in flight and one chunk per pack being filled, plus a record
+ * per tensor (its digest and chunk list), whatever the tensor count.
+ */
 async function storeSafetensors(
   reg: Registry,
   path: string,
@@ -122,38 +227,85 @@ async function storeSafetensors(
   const fileHash = newSha256().update(header.headerBytes);
   const headerRef = await storeBlob(reg, header.headerBytes, level, counters);
   progress(header.headerBytes.length);
-  const jobs: ChunkJob[] = [];
-  const chunkLists: string[][] = [];
-  for (const [i, t] of header.tensors.entries()) {
-    const elements = elementCount(t.shape);
-    const rel = related.get(t.name);
-    const usable = rel && rel.chunkElements === chunkElements && elementCount(rel.t.shape) === elements ? rel.t : undefined;
-    const spans = tensorChunks(elements, dtypeBits(t.dtype), chunkElements);
-    for (const span of spans) jobs.push({ tensor: i, span, parentChunk: usable?.chunks[span.index] });
-    chunkLists.push(new Array<string>(spans.length));
-  }
-  const hashes = header.tensors.map(() => newSha256());
+  const n = header.tensors.length;
+  const plan = planPacks(header, related, chunkElements);
+  const digests: string[] = new Array<string>(n).fill(EMPTY_SHA256);
+  const chunkLists: string[][] = new Array<string[]>(n);
   const fh = await fsCall('open', path, () => open(path, 'r'));
   const sink = chunkSink(reg, level, header.fileSize);
-  const pending: { job: ChunkJob; stored: Promise<StoredChunk> }[] = [];
+  const pending: { stored: Promise<StoredChunk>; done: (r: StoredChunk) => void }[] = [];
   const settle = async (): Promise<void> => {
-    const { job, stored } = pending.shift()!;
+    const { stored, done } = pending.shift()!;
     const r = await stored;
     counters.newObjectBytes += r.written;
     counters.newObjects += r.written > 0 ? 1 : 0;
-    chunkLists[job.tensor]![job.span.index] = r.digest;
-    progress(job.span.length);
+    done(r);
   };
+  const submit = async (raw: Uint8Array, dtype: string, parentChunk: string | undefined, done: (r: StoredChunk) => void): Promise<void> => {
+    const stored = sink.store(raw, dtype, parentChunk); // may take (transfer) raw's buffer: hash before
+    stored.catch(() => undefined); // awaited in settle(), in order
+    pending.push({ stored, done });
+    if (pending.length >= sink.window) await settle();
+  };
+  /** Append a packed tensor's bytes to its pack, storing each pack chunk as it fills. */
+  const toPack = async (k: PackWriter, bytes: Uint8Array): Promise<void> => {
+    for (let at = 0; at < bytes.length; ) {
+      if (!k.buf) {
+        k.buf = new Uint8Array(Math.min(k.chunkBytes, k.length - k.written));
+        k.filled = 0;
+      }
+      const take = Math.min(bytes.length - at, k.buf.length - k.filled);
+      k.buf.set(bytes.subarray(at, at + take), k.filled);
+      k.filled += take;
+      at += take;
+      if (k.filled === k.buf.length) {
+        const raw = k.buf;
+        k.buf = undefined;
+        k.written += raw.length;
+        const slot = k.next++;
+        await submit(raw, k.dtype, k.parentChunks?.[slot], (r) => {
+          k.chunks[slot] = r.digest;
+        });
+      }
+    }
+  };
+  let tensorHash = newSha256();
   try {
-    // Reads run a few chunks ahead; hashing happens in file order; encoding runs `sink.window` chunks deep.
-    const reads = orderedMap(jobs, async (job) => ({ job, raw: await readExactly(fh, job.span.length, header.dataStart + header.tensors[job.tensor]!.begin + job.span.offset, path) }), 3);
+    // Reads run a few jobs ahead; hashing happens in file order; encoding runs `sink.window` chunks deep.
+    const reads = orderedMap(
+      readJobs(header, plan, related, chunkElements),
+      async (job) => {
+        const begin = job.kind === 'chunk' ? header.tensors[job.tensor]!.begin + job.span.offset : job.begin;
+        const length = job.kind === 'chunk' ? job.span.length : job.length;
+        return { job, raw: await readExactly(fh, length, header.dataStart + begin, path) };
+      },
+      3,
+    );
     for await (const { job, raw } of reads) {
-      hashes[job.tensor]!.update(raw);
       fileHash.update(raw);
-      const stored = sink.store(raw, header.tensors[job.tensor]!.dtype, job.parentChunk);
-      stored.catch(() => undefined); // awaited in settle(), in order
-      pending.push({ job, stored });
-      if (pending.length >= sink.window) await settle();
+      if (job.kind === 'run') {
+        for (let i = job.first; i < job.end; i++) {
+          const t = header.tensors[i]!;
+          if (t.end === t.begin) continue;
+          const bytes = raw.subarray(t.begin - job.begin, t.end - job.begin);
+          digests[i] = sha256Hex(bytes);
+          await toPack(plan.packs[plan.packOf[i]!]!, bytes);
+        }
+        progress(raw.length);
+        continue;
+      }
+      const i = job.tensor;
+      if (job.span.index === 0) {
+        tensorHash = newSha256();
+        chunkLists[i] = new Array<string>(tensorChunks(elementCount(header.tensors[i]!.shape), dtypeBits(header.tensors[i]!.dtype), chunkElements).length);
+      }
+      tensorHash.update(raw);
+      if (job.last) digests[i] = tensorHash.digest('hex');
+      const span = job.span;
+      await submit(raw, header.tensors[i]!.dtype, job.parentChunk, (r) => {
+        chunkLists[i]![span.index] = r.digest;
+        progress(span.length);
+      });
     }
     while (pending.length > 0) await settle();
   } finally {
@@ -163,16 +315,17 @@ async function storeSafetensors(
   }
   const after = await fsCall('inspect', path, () => stat(path));
   if (after.size !== header.fileSize) throw new At1Error('E_INPUT', `${path} changed size while it was being read; nothing was added`);
-  const tensors: TensorEntry[] = header.tensors.map((t, i) => ({
-    name: t.name,
-    dtype: t.dtype,
-    shape: t.shape,
-    offset: t.begin,
-    length: t.end - t.begin,
-    sha256: hashes[i]!.digest('hex'),
-    chunks: chunkLists[i]!,
-  }));
-  return { kind: 'safetensors', path: relPath, size: header.fileSize, sha256: fileHash.digest('hex'), header: headerRef, chunkElements, tensors };
+  const tensors: TensorEntry[] = new Array<TensorEntry>(n);
+  for (let i = 0; i < n; i++) {
+    const t = header.tensors[i]!;
+    const e: TensorEntry = { name: t.name, dtype: t.dtype, shape: t.shape, offset: t.begin, length: t.end - t.begin, sha256: digests[i]!, chunks: chunkLists[i] ?? [] };
+    if (plan.packOf[i]! >= 0) e.pack = [plan.packOf[i]!, plan.packAt[i]!];
+    tensors[i] = e;
+  }
+  const file: SafetensorsFile = { kind: 'safetensors', path: relPath, size: header.fileSize, sha256: fileHash.digest('hex'), header: headerRef, chunkElements, tensors };
+  if (plan.packs.length === 0) return file;
+  const packs: PackRef[] = plan.packs.map((k) => ({ dtype: k.dtype, length: k.length, chunks: k.chunks }));
+  return { kind: 'safetensors', path: relPath, size: header.fileSize, sha256: file.sha256, header: headerRef, chunkElements, packs, tensors };
 }
 
 /** A side file (config, tokenizer, index, README…) stored as a blob, read in chunks. */

@@ -16,6 +16,7 @@ import { parseManifest, type VersionManifest } from './manifest.js';
 import { reachable } from './reachability.js';
 import { manifestKey, Registry } from './registry.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js';
+import { packChunks } from './packs.js';
 import { TMP_DIR } from '../store/local-backend.js';
 import type { ProgressFn } from './progress.js';
 
@@ -50,7 +51,20 @@ function expectedChunks(m: VersionManifest): Map<string, { length: number; tenso
     for (const s of blobChunks(blob.size, blob.chunkBytes)) out.set(blob.chunks[s.index]!, { length: s.length });
     if (f.kind !== 'safetensors') continue;
     for (const t of f.tensors) {
+      if (t.pack) continue; // its bytes are in a pack chunk, below
       for (const s of tensorChunks(elementCount(t.shape), dtypeBits(t.dtype), f.chunkElements)) out.set(t.chunks[s.index]!, { length: s.length, tensor: t.name });
+    }
+    // A pack chunk is named by the first tensor whose bytes it holds.
+    const firstTensor = (f.packs ?? []).map((k) => new Array<string | undefined>(k.chunks.length));
+    for (const t of f.tensors) {
+      if (!t.pack) continue;
+      const [i, at] = t.pack;
+      const chunkBytes = (f.chunkElements * dtypeBits(t.dtype)) / 8;
+      const names = firstTensor[i]!;
+      for (let j = Math.floor(at / chunkBytes); j * chunkBytes < at + t.length && j < names.length; j++) names[j] ??= t.name;
+    }
+    for (const [i, k] of (f.packs ?? []).entries()) {
+      for (const s of packChunks(k, f.chunkElements)) out.set(k.chunks[s.index]!, { length: s.length, tensor: firstTensor[i]![s.index] });
     }
   }
   return out;

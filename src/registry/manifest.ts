@@ -63,7 +63,23 @@ export interface TensorEntry {
   length: number;
   /** SHA-256 of the tensor's raw bytes. */
   sha256: string;
-  /** Object digests of the tensor's chunks, in order; each is the SHA-256 of that chunk's raw bytes. */
+  /** Object digests of the tensor's chunks, in order; each is the SHA-256 of that chunk's raw bytes. Empty for a packed tensor. */
+  chunks: string[];
+  /** A packed tensor (formatVersion 2): [index into its file's `packs`, byte offset of its bytes in that pack]. */
+  pack?: [number, number];
+}
+
+/**
+ * A pack (formatVersion 2): the bytes of a file's small tensors of one dtype,
+ * concatenated in data order, stored like one tensor of `length` bytes of
+ * `dtype`: chunk i covers elements [i·C, min((i+1)·C, n)) with C the file's
+ * chunkElements, so pack chunks are coded with the same codecs, and against
+ * the parent's pack, as tensor chunks are.
+ */
+export interface PackRef {
+  dtype: string;
+  /** Bytes: the sum of the lengths of the tensors in it. */
+  length: number;
   chunks: string[];
 }
 
@@ -77,6 +93,8 @@ export interface SafetensorsFile {
   header: BlobRef;
   /** Elements per chunk for this file's tensors (the last chunk of a tensor may be shorter). */
   chunkElements: number;
+  /** formatVersion 2 only, and only when some tensor is packed: at most one pack per dtype. */
+  packs?: PackRef[];
   /** In data order: tensor i+1 starts where tensor i ends. */
   tensors: TensorEntry[];
 }
@@ -97,7 +115,7 @@ export type FileEntry = SafetensorsFile | BlobFile;
 
 export interface VersionManifest {
   format: typeof MANIFEST_FORMAT;
-  formatVersion: typeof MANIFEST_FORMAT_VERSION;
+  formatVersion: typeof MANIFEST_FORMAT_VERSION | typeof MANIFEST_PACKS_FORMAT_VERSION;
   name: string;
   /** The version this one is delta-coded against, or null for a standalone version. */
   parent: string | null;
@@ -159,30 +177,108 @@ function parseBlobRef(c: Checker, o: Record<string, Json>, p: string): BlobRef {
   return { size, sha256: c.digest(o.sha256, `${p}.sha256`), chunkBytes, chunks };
 }
 
-function parseTensor(c: Checker, v: Json, p: string, chunkElements: number): TensorEntry {
+/**
+ * Arrays are checked element by element and then kept as they are (not
+ * copied): a manifest of 2^18 tensors then costs one tree, not two.
+ */
+function intArray(c: Checker, v: Json, p: string): number[] {
+  const a = c.arr(v, p);
+  for (let i = 0; i < a.length; i++) c.int(a[i], `${p}[${i}]`);
+  return a as number[];
+}
+
+function digestArray(c: Checker, v: Json, p: string): string[] {
+  const a = c.arr(v, p);
+  for (let i = 0; i < a.length; i++) c.digest(a[i], `${p}[${i}]`);
+  return a as string[];
+}
+
+/** `packs`: whether the manifest's format version has packs (2); a version 1 manifest is read exactly as before packs existed. */
+function parseTensor(c: Checker, v: Json, p: string, chunkElements: number, packs = false): TensorEntry {
   const o = c.obj(v, p);
   const dtype = c.str(o.dtype, `${p}.dtype`, 16);
   const info = dtypeInfo(dtype);
   if (!info) c.fail(`${p}.dtype`, `is unknown: ${dtype}`);
-  const shape = c.arr(o.shape, `${p}.shape`).map((d, i) => c.int(d, `${p}.shape[${i}]`));
+  const shape = intArray(c, o.shape, `${p}.shape`);
   const length = c.int(o.length, `${p}.length`);
   const elements = shape.reduce((a, b) => a * BigInt(b), 1n);
   if (elements * BigInt(info.bits) !== BigInt(length) * 8n) c.fail(`${p}.length`, 'does not match dtype and shape');
-  const chunks = c.arr(o.chunks, `${p}.chunks`).map((d, i) => c.digest(d, `${p}.chunks[${i}]`));
-  const expected = elements === 0n ? 0 : ceilDiv(Number(elements), chunkElements);
-  if (chunks.length !== expected) c.fail(`${p}.chunks`, `has ${chunks.length} entries, expected ${expected}`);
-  return {
+  const chunks = digestArray(c, o.chunks, `${p}.chunks`);
+  const packed = packs && o.pack !== undefined;
+  const expected = elements === 0n || packed ? 0 : ceilDiv(Number(elements), chunkElements);
+  if (chunks.length !== expected) c.fail(`${p}.chunks`, `has ${chunks.length} entries, expected ${expected}${packed ? ' (the tensor is packed)' : ''}`);
+  const t: TensorEntry = {
     name: c.str(o.name, `${p}.name`, MAX_TENSOR_NAME_LENGTH),
-    dtype,
+    dtype: info.name, // the table's string, shared by every tensor of the dtype
     shape,
     offset: c.int(o.offset, `${p}.offset`),
     length,
     sha256: c.digest(o.sha256, `${p}.sha256`),
     chunks,
   };
+  if (packed) {
+    const at = intArray(c, o.pack, `${p}.pack`);
+    if (at.length !== 2) c.fail(`${p}.pack`, 'is not [pack index, byte offset]');
+    if (length === 0) c.fail(`${p}.pack`, 'is set on an empty tensor');
+    t.pack = at as [number, number];
+  }
+  return t;
 }
 
-function parseFile(c: Checker, v: Json, p: string): FileEntry {
+function parsePack(c: Checker, v: Json, p: string, chunkElements: number): PackRef {
+  const o = c.obj(v, p);
+  const dtype = c.str(o.dtype, `${p}.dtype`, 16);
+  const info = dtypeInfo(dtype);
+  if (!info) c.fail(`${p}.dtype`, `is unknown: ${dtype}`);
+  const length = c.int(o.length, `${p}.length`);
+  if (length === 0 || length > Number.MAX_SAFE_INTEGER / 8 || (length * 8) % info.bits !== 0) c.fail(`${p}.length`, `is not a positive whole number of ${dtype} elements`);
+  const chunks = digestArray(c, o.chunks, `${p}.chunks`);
+  const expected = ceilDiv((length * 8) / info.bits, chunkElements);
+  if (chunks.length !== expected) c.fail(`${p}.chunks`, `has ${chunks.length} entries, expected ${expected}`);
+  return { dtype: info.name, length, chunks };
+}
+
+/** Each pack is exactly its tensors, in data order, back to back: every pack byte belongs to one tensor of the pack's dtype. */
+function checkPacks(c: Checker, p: string, packs: PackRef[], tensors: TensorEntry[]): void {
+  const filled = packs.map(() => 0);
+  const dtypes = new Set<string>();
+  for (const [i, k] of packs.entries()) {
+    if (dtypes.has(k.dtype)) c.fail(`${p}.packs[${i}]`, `is a second pack of ${k.dtype}`);
+    dtypes.add(k.dtype);
+  }
+  for (const t of tensors) {
+    if (!t.pack) continue;
+    const [i, at] = t.pack;
+    const k = packs[i];
+    if (!k) c.fail(`${p}.tensors`, `${JSON.stringify(t.name)} names pack ${i}, which does not exist`);
+    if (k.dtype !== t.dtype) c.fail(`${p}.tensors`, `${JSON.stringify(t.name)} is ${t.dtype} but pack ${i} is ${k.dtype}`);
+    if (at !== filled[i]) c.fail(`${p}.tensors`, `${JSON.stringify(t.name)} sits at byte ${at} of pack ${i}; the pack's tensors must follow one another in data order (expected ${filled[i]})`);
+    filled[i] = at + t.length;
+  }
+  for (const [i, k] of packs.entries()) if (filled[i] !== k.length) c.fail(`${p}.packs[${i}].length`, `is ${k.length}, but its tensors hold ${filled[i]} bytes`);
+}
+
+/** Packed tensors of parsed manifests, with the file whose packs they sit in (see packHome). */
+const PACK_HOMES = new WeakMap<TensorEntry, SafetensorsFile>();
+
+/**
+ * The file a packed tensor of a parsed manifest belongs to, so a caller
+ * holding only the tensor (a relative found by name) can reach its pack.
+ * Undefined for unpacked tensors and for entries not made by parseManifest.
+ */
+export function packHome(t: TensorEntry): SafetensorsFile | undefined {
+  return PACK_HOMES.get(t);
+}
+
+/** A packed tensor's pack and byte offset in it, or undefined when `t` is not packed. */
+export function packOf(f: SafetensorsFile, t: TensorEntry): { pack: PackRef; offset: number } | undefined {
+  if (!t.pack) return undefined;
+  const pack = f.packs?.[t.pack[0]];
+  if (!pack) throw new At1Error('E_CORRUPT', `tensor ${JSON.stringify(t.name)} of ${f.path} names pack ${t.pack[0]}, which the file does not have`);
+  return { pack, offset: t.pack[1] };
+}
+
+function parseFile(c: Checker, v: Json, p: string, version: number = MANIFEST_FORMAT_VERSION): FileEntry {
   const o = c.obj(v, p);
   const path = c.relPath(o.path, `${p}.path`);
   if (o.kind === 'blob') return { kind: 'blob', path, ...parseBlobRef(c, o, p) };
@@ -190,7 +286,19 @@ function parseFile(c: Checker, v: Json, p: string): FileEntry {
   const chunkElements = c.int(o.chunkElements, `${p}.chunkElements`);
   if (chunkElements === 0 || chunkElements % 8 !== 0) c.fail(`${p}.chunkElements`, 'is not a positive multiple of 8');
   const header = parseBlobRef(c, c.obj(o.header, `${p}.header`), `${p}.header`);
-  const tensors = c.arr(o.tensors, `${p}.tensors`).map((t, i) => parseTensor(c, t, `${p}.tensors[${i}]`, chunkElements));
+  const withPacks = version >= MANIFEST_PACKS_FORMAT_VERSION;
+  let packs: PackRef[] | undefined;
+  if (withPacks && o.packs !== undefined) {
+    const raw = c.arr(o.packs, `${p}.packs`);
+    if (raw.length === 0) c.fail(`${p}.packs`, 'is empty (a file without packs has no "packs")');
+    packs = raw.map((k, i) => parsePack(c, k, `${p}.packs[${i}]`, chunkElements));
+  }
+  const raw = c.arr(o.tensors, `${p}.tensors`);
+  const tensors: TensorEntry[] = new Array<TensorEntry>(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    tensors[i] = parseTensor(c, raw[i], `${p}.tensors[${i}]`, chunkElements, withPacks);
+    raw[i] = null; // the JSON object is no longer needed: keep one record per tensor, not two
+  }
   let at = 0;
   for (const t of tensors) {
     if (t.offset !== at) c.fail(`${p}.tensors`, `are not contiguous at ${JSON.stringify(t.name)}`);
@@ -198,7 +306,15 @@ function parseFile(c: Checker, v: Json, p: string): FileEntry {
   }
   const size = c.int(o.size, `${p}.size`);
   if (size !== header.size + at) c.fail(`${p}.size`, 'does not equal header plus tensor bytes');
-  return { kind: 'safetensors', path, size, sha256: c.digest(o.sha256, `${p}.sha256`), header, chunkElements, tensors };
+  const sha256 = c.digest(o.sha256, `${p}.sha256`);
+  if (!packs) {
+    if (tensors.some((t) => t.pack)) c.fail(`${p}.tensors`, 'name a pack, but the file has no "packs"');
+    return { kind: 'safetensors', path, size, sha256, header, chunkElements, tensors };
+  }
+  checkPacks(c, p, packs, tensors);
+  const file: SafetensorsFile = { kind: 'safetensors', path, size, sha256, header, chunkElements, packs, tensors };
+  for (const t of tensors) if (t.pack) PACK_HOMES.set(t, file);
+  return file;
 }
 
 /** Parse and check an untrusted manifest. `expectedName` is the name its key says it has. */
@@ -212,15 +328,16 @@ export function parseManifest(bytes: Uint8Array, expectedName: string): VersionM
   const c = new Checker(expectedName);
   const o = c.obj(json, '(root)');
   if (o.format !== MANIFEST_FORMAT) c.fail('format', `is not ${MANIFEST_FORMAT}`);
-  if (o.formatVersion !== MANIFEST_FORMAT_VERSION) {
+  if (o.formatVersion !== MANIFEST_FORMAT_VERSION && o.formatVersion !== MANIFEST_PACKS_FORMAT_VERSION) {
     throw new At1Error('E_UNSUPPORTED', `manifest ${expectedName}: format version ${String(o.formatVersion)} is not supported by this build`);
   }
+  const formatVersion = o.formatVersion as VersionManifest['formatVersion'];
   const name = c.str(o.name, 'name', 256);
   if (name !== expectedName || nameProblem(name)) c.fail('name', `is ${JSON.stringify(name)}, expected ${JSON.stringify(expectedName)}`);
   const parent = o.parent === null ? null : c.str(o.parent, 'parent', 256);
   if (parent !== null && nameProblem(parent)) c.fail('parent', 'is not a valid version name');
   if (o.layout !== 'file' && o.layout !== 'directory') c.fail('layout', 'is neither "file" nor "directory"');
-  const files = c.arr(o.files, 'files').map((f, i) => parseFile(c, f, `files[${i}]`));
+  const files = c.arr(o.files, 'files').map((f, i) => parseFile(c, f, `files[${i}]`, formatVersion));
   if (files.length === 0) c.fail('files', 'is empty');
   if (new Set(files.map((f) => f.path)).size !== files.length) c.fail('files', 'has a path twice');
   // No file may sit where another file's directory would have to be ("x" and "x/y"): a restore could not create both.
@@ -234,7 +351,7 @@ export function parseManifest(bytes: Uint8Array, expectedName: string): VersionM
   const s = c.obj(o.stats, 'stats');
   return {
     format: MANIFEST_FORMAT,
-    formatVersion: MANIFEST_FORMAT_VERSION,
+    formatVersion,
     name,
     parent,
     createdAt: c.str(o.createdAt, 'createdAt', 64),
@@ -244,8 +361,14 @@ export function parseManifest(bytes: Uint8Array, expectedName: string): VersionM
   };
 }
 
+/** The lowest format version that can express `m`: 2 when a file has packs, else 1 (readable by every build). */
+export function manifestFormatVersion(m: Pick<VersionManifest, 'files'>): VersionManifest['formatVersion'] {
+  return m.files.some((f) => f.kind === 'safetensors' && f.packs !== undefined && f.packs.length > 0) ? MANIFEST_PACKS_FORMAT_VERSION : MANIFEST_FORMAT_VERSION;
+}
+
+/** The manifest's bytes, with the format version its content needs (manifestFormatVersion), whatever `m.formatVersion` says. */
 export function serializeManifest(m: VersionManifest): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(m) + '\n');
+  return new TextEncoder().encode(JSON.stringify({ ...m, formatVersion: manifestFormatVersion(m) }) + '\n');
 }
 
 /** Every object digest a manifest names directly (not the references inside objects). */
@@ -255,7 +378,8 @@ export function manifestDigests(m: VersionManifest): string[] {
     if (f.kind === 'blob') out.push(...f.chunks);
     else {
       out.push(...f.header.chunks);
-      for (const t of f.tensors) out.push(...t.chunks);
+      for (const k of f.packs ?? []) out.push(...k.chunks);
+      for (const t of f.tensors) for (const d of t.chunks) out.push(d);
     }
   }
   return out;

@@ -5,12 +5,15 @@
  * rest of the model.
  *
  * A whole-tensor read checks the tensor's SHA-256; a range read decodes only
- * the chunks that overlap the range and checks each against its digest.
+ * the chunks that overlap the range and checks each against its digest. A
+ * packed tensor (docs/FORMAT.md §6) is read from the pack chunks holding its
+ * bytes, each checked against its digest, and nothing else of the pack.
  */
 import { At1Error } from '../errors.js';
 import { dtypeInfo } from '../format/dtype.js';
 import { decodePieces, tensorPieces } from './restore.js';
 import { readerSource } from './chunk-source.js';
+import { packSlices } from './packs.js';
 import { dtypeBits, elementCount, tensorChunks } from './geometry.js';
 import type { SafetensorsFile, TensorEntry, VersionManifest } from './manifest.js';
 import type { Registry } from './registry.js';
@@ -31,6 +34,16 @@ export async function findTensor(reg: Registry, version: string, name: string): 
   const hit = tensorsOf(m).find((t) => t.tensor.name === name);
   if (!hit) throw new At1Error('E_NOT_FOUND', `version ${version} has no tensor ${JSON.stringify(name)}`);
   return hit;
+}
+
+/**
+ * The objects a tensor's bytes are decoded from: its own chunks, or for a
+ * packed tensor the pack chunks holding it (shared with the other tensors
+ * packed in them). What `tensor list` should count as a tensor's objects.
+ */
+export function tensorObjects(loc: Pick<TensorLocation, 'file' | 'tensor'>): string[] {
+  if (!loc.tensor.pack) return loc.tensor.chunks;
+  return [...new Set(packSlices(loc.file, loc.tensor).map((s) => s.digest))];
 }
 
 /** A half-open byte range [start, end) within a tensor. */
@@ -71,13 +84,25 @@ export async function* readTensorRange(reg: Registry, loc: TensorLocation, range
   const { tensor: t, file: f, manifest: m } = loc;
   const where = { version: m.name, file: f.path };
   if (range === undefined) {
-    for await (const r of decodePieces(readerSource(reg.reader), tensorPieces(t, f.chunkElements), where)) {
+    for await (const r of decodePieces(readerSource(reg.reader), tensorPieces(t, f), where)) {
       if (r.error) throw r.error;
       yield r.bytes!;
     }
     return;
   }
   checkByteRange(t, range);
+  if (t.pack) {
+    for (const s of packSlices(f, t, range.start, range.end)) {
+      let bytes: Uint8Array;
+      try {
+        bytes = (await reg.reader.read(s.digest, s.chunkLength)).bytes; // checked against its digest
+      } catch (e) {
+        throw new At1Error(e instanceof At1Error ? e.code : 'E_IO', `version ${m.name}, tensor ${JSON.stringify(t.name)}, pack chunk ${s.index}: ${(e as Error).message}`);
+      }
+      yield bytes.subarray(s.from, s.to);
+    }
+    return;
+  }
   for (const span of tensorChunks(elementCount(t.shape), dtypeBits(t.dtype), f.chunkElements)) {
     const from = Math.max(range.start, span.offset);
     const to = Math.min(range.end, span.offset + span.length);
