@@ -400,3 +400,20 @@ test('unreadable input (EACCES: a side file, a subdirectory, a single model file
     assert.equal(ok.status, 0, ok.stderr);
   }
 });
+
+test('init with a bad base (a directory without safetensors, a tensor name over the limit) leaves no registry behind', (t) => {
+  const work = tempDir(t);
+  const notModel = join(work, 'not-a-model');
+  mkdirSync(notModel);
+  writeFileSync(join(notModel, 'README.md'), 'hello');
+  const long = join(work, 'long.safetensors');
+  writeFileSync(long, serializeSafetensors([{ name: 'w'.repeat(MAX_TENSOR_NAME_LENGTH + 1), dtype: 'F32', shape: [2], data: new Uint8Array(8) }]));
+  for (const [base, why] of [[notModel, /holds no \.safetensors file/], [long, /exceeds the 65536 limit/]] as const) {
+    const dir = join(work, `reg-${base === long ? 'long' : 'dir'}`);
+    const r = at1('registry', 'init', base, dir);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, why);
+    noStack(r.stderr);
+    assert.equal(existsSync(dir), false, `${dir}: nothing was created`);
+  }
+});

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { At1Error } from '../errors.js';
 import { npyData, npyHeader } from '../format/npy.js';
 import { Registry } from '../registry/registry.js';
-import { findTensor, readTensorRange, rowRange, tensorsOf, type ByteRange } from '../registry/tensor-access.js';
+import { findTensor, readTensorRange, rowRange, tensorObjects, tensorsOf, tensorStoredBytes, type ByteRange } from '../registry/tensor-access.js';
 import { AtomicFileWriter, removeStaleTemps } from '../util/atomic-file.js';
 import { checkOutputPath } from '../util/output-path.js';
 import { displayName, escapeControl, printJson, say, table } from './output.js';
@@ -33,9 +33,9 @@ export function tensorCommand(): Command {
         shape: t.shape,
         bytes: t.length,
         sha256: t.sha256,
-        // The tensor's own objects (shared ones included), not the references they are coded against.
-        storedBytes: t.chunks.reduce((a, d) => a + (sizes.get(d) ?? 0), 0),
-        chunks: t.chunks.length,
+        storedBytes: tensorStoredBytes({ file, tensor: t }, sizes),
+        chunks: tensorObjects({ file, tensor: t }).length,
+        packed: t.pack !== undefined,
       }));
       if (o.json) return printJson(rows);
       const out = [['TENSOR', 'DTYPE', 'SHAPE', 'BYTES', 'STORED', 'SHA-256']];
@@ -61,27 +61,30 @@ export function tensorCommand(): Command {
       const reg = await Registry.open(dir);
       // Every output check before anything is read or decoded.
       const checked = await checkOutputPath(o.out, { kind: 'file', registryRoot: reg.location });
-      const loc = await findTensor(reg, version, name);
-      const t = loc.tensor;
-      let range: ByteRange | undefined;
-      let shape = t.shape;
-      if (o.rows) {
-        range = rowRange(t, o.rows[0], o.rows[1]);
-        shape = [o.rows[1] - o.rows[0], ...t.shape.slice(1)];
-      } else if (o.bytes) range = { start: o.bytes[0], end: o.bytes[1] };
-      await removeStaleTemps(checked.path);
-      const w = await AtomicFileWriter.create(o.out);
-      try {
-        if (o.format === 'npy') await w.write(npyHeader(t.dtype, shape));
-        for await (const part of readTensorRange(reg, loc, range)) await w.write(o.format === 'npy' ? npyData(t.dtype, part) : part);
-        await w.commit();
-      } catch (e) {
-        await w.abort();
-        throw e;
-      }
-      const result = { version, tensor: name, dtype: t.dtype, shape, format: o.format, range: range ?? null, bytes: w.bytesWritten, out: o.out, verified: range ? 'every chunk read (SHA-256)' : 'tensor SHA-256' };
-      if (o.json) printJson(result);
-      else say(`wrote ${displayName(name)} of ${displayName(version)}${o.rows ? ` rows ${o.rows[0]}:${o.rows[1]}` : o.bytes ? ` bytes ${o.bytes[0]}:${o.bytes[1]}` : ''} to ${escapeControl(o.out)} (${w.bytesWritten} bytes, ${o.format}); integrity: PASS (SHA-256)`);
+      // One reader lease from finding the tensor to its last byte: gc and rm leave what this read needs.
+      await reg.reading(`tensor get ${version}`, [version], async () => {
+        const loc = await findTensor(reg, version, name);
+        const t = loc.tensor;
+        let range: ByteRange | undefined;
+        let shape = t.shape;
+        if (o.rows) {
+          range = rowRange(t, o.rows[0], o.rows[1]);
+          shape = [o.rows[1] - o.rows[0], ...t.shape.slice(1)];
+        } else if (o.bytes) range = { start: o.bytes[0], end: o.bytes[1] };
+        await removeStaleTemps(checked.path);
+        const w = await AtomicFileWriter.create(o.out);
+        try {
+          if (o.format === 'npy') await w.write(npyHeader(t.dtype, shape));
+          for await (const part of readTensorRange(reg, loc, range)) await w.write(o.format === 'npy' ? npyData(t.dtype, part) : part);
+          await w.commit();
+        } catch (e) {
+          await w.abort();
+          throw e;
+        }
+        const result = { version, tensor: name, dtype: t.dtype, shape, format: o.format, range: range ?? null, bytes: w.bytesWritten, out: o.out, verified: range ? 'every chunk read (SHA-256)' : 'tensor SHA-256' };
+        if (o.json) printJson(result);
+        else say(`wrote ${displayName(name)} of ${displayName(version)}${o.rows ? ` rows ${o.rows[0]}:${o.rows[1]}` : o.bytes ? ` bytes ${o.bytes[0]}:${o.bytes[1]}` : ''} to ${escapeControl(o.out)} (${w.bytesWritten} bytes, ${o.format}); integrity: PASS (SHA-256)`);
+      });
     });
   return cmd;
 }

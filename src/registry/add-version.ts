@@ -23,7 +23,7 @@ import { LocalBackend } from '../store/local-backend.js';
 import { orderedMap } from '../util/ordered-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
-import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, packHome, packOf, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type PackRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
+import { MANIFEST_FORMAT, manifestFormatVersion, packHome, packOf, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type PackRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
 import { PACK_MIN_TENSORS, packElements, packMaxBytes } from './packs.js';
 import { checkManifestRules, planModelDir, type PlannedFile } from './model-dir.js';
 import { checkVersionName, defaultNameFor } from './names.js';
@@ -351,7 +351,12 @@ async function storeBlobFile(reg: Registry, f: PlannedFile, level: Level, counte
 }
 
 /** What an add reads: one safetensors file, or every file of a model directory. Validated completely before any write. */
-async function planSource(path: string): Promise<{ layout: 'file' | 'directory'; files: PlannedFile[] }> {
+export interface SourcePlan {
+  layout: 'file' | 'directory';
+  files: PlannedFile[];
+}
+
+export async function planSource(path: string): Promise<SourcePlan> {
   const st = await stat(path).catch((e: unknown) => {
     if (isErrno(e, 'ENOENT')) return undefined;
     throw fsError(e, 'inspect', path);
@@ -374,10 +379,10 @@ async function planSource(path: string): Promise<{ layout: 'file' | 'directory';
  * undefined to choose the nearest relative. The caller holds no lock; this
  * takes it.
  */
-export async function addVersion(reg: Registry, path: string, opts: AddOptions & { parentName: string | null | undefined }): Promise<AddResult> {
+export async function addVersion(reg: Registry, path: string, opts: AddOptions & { parentName: string | null | undefined; plan?: SourcePlan }): Promise<AddResult> {
   const name = opts.name ?? defaultNameFor(path);
   checkVersionName(name);
-  const source = await planSource(path);
+  const source = opts.plan ?? (await planSource(path));
   const level = opts.level ?? reg.config.level;
   const total = source.files.reduce((a, f) => a + f.size, 0);
   const lock = await reg.lock(`add ${name}`);
@@ -402,7 +407,7 @@ export async function addVersion(reg: Registry, path: string, opts: AddOptions &
     }
     const manifest: VersionManifest = {
       format: MANIFEST_FORMAT,
-      formatVersion: MANIFEST_FORMAT_VERSION,
+      formatVersion: manifestFormatVersion({ files }),
       name,
       parent: parent?.name ?? null,
       createdAt: new Date().toISOString(),
@@ -410,13 +415,14 @@ export async function addVersion(reg: Registry, path: string, opts: AddOptions &
       files,
       stats: { rawBytes: total, ...counters },
     };
-    // Second line of defence: the manifest must pass the very parser every later reader uses, or nothing is published.
+    // Second line of defence: the very bytes to be published must pass the parser every later reader uses, or nothing is published.
+    const bytes = serializeManifest(manifest);
     try {
-      parseManifest(serializeManifest(manifest), manifest.name);
+      parseManifest(bytes, manifest.name);
     } catch (e) {
       throw new At1Error('E_IO', `internal error: the manifest built for ${JSON.stringify(name)} fails the manifest parser (${(e as Error).message}); nothing was published (please report this)`, { cause: e });
     }
-    const manifestBytes = await reg.publish(manifest);
+    const manifestBytes = await reg.publish(manifest, lock, bytes);
     return { manifest, estimates, storedBytes: counters.newObjectBytes + manifestBytes };
   } finally {
     await lock.release();

@@ -7,9 +7,8 @@
  */
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { At1Error } from '../errors.js';
-import { readSafetensorsHeader } from '../format/safetensors.js';
 import { LocalBackend } from '../store/local-backend.js';
-import { addVersion, type AddOptions, type AddResult } from './add-version.js';
+import { addVersion, planSource, type AddOptions, type AddResult } from './add-version.js';
 import { CONFIG_KEY, type RegistryConfig } from './config.js';
 import { LEASES_DIR, LOCK_KEY, LOCKS_DIR } from './lease.js';
 import { Registry, type InitOptions } from './registry.js';
@@ -37,9 +36,7 @@ function refuseDifferentOptions(dir: string, stored: RegistryConfig, opts: InitO
 
 export async function initRegistry(dir: string, basePath: string, opts: InitOptions & Omit<AddOptions, 'parent'> = {}): Promise<{ registry: Registry; base: AddResult }> {
   const config = Registry.newConfig(opts); // option errors before touching the disk
-  const src = await stat(basePath).catch(() => undefined);
-  if (!src) throw new At1Error('E_NOT_FOUND', `${basePath} does not exist`);
-  if (src.isFile()) await readSafetensorsHeader(basePath); // a bad base is refused before the directory is touched
+  const plan = await planSource(basePath); // a bad base (file or model directory) is refused before the directory is touched
   const st = await stat(dir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new At1Error('E_INPUT', `${dir} exists and is not a directory`);
   let registry: Registry;
@@ -58,6 +55,6 @@ export async function initRegistry(dir: string, basePath: string, opts: InitOpti
   } else {
     registry = await Registry.create(backend, config);
   }
-  const base = await addVersion(registry, basePath, { ...opts, parentName: null });
+  const base = await addVersion(registry, basePath, { ...opts, parentName: null, plan });
   return { registry, base };
 }

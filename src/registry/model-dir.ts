@@ -147,10 +147,13 @@ function checkIndex(indexPath: string, indexAbs: string, indexBytes: Uint8Array,
   const byPath = new Map(files.map((f) => [f.path, f]));
   const indexDir = indexPath.includes('/') ? indexPath.slice(0, indexPath.lastIndexOf('/') + 1) : '';
   const listed = new Set<string>();
+  const namesOf = new Map<PlannedFile, Set<string>>(); // tensor names per shard, built once: a lookup per index entry, not a scan
   for (const [tensor, shard] of index.weightMap) {
     const f = byPath.get(indexDir + shard);
     if (!f?.header) throw new At1Error('E_INPUT', `${indexAbs}: shard ${JSON.stringify(shard)} (of tensor ${JSON.stringify(tensor)}) is not in the directory`);
-    if (!f.header.tensors.some((t) => t.name === tensor)) throw new At1Error('E_INPUT', `${indexAbs}: tensor ${JSON.stringify(tensor)} is missing from its shard ${shard}`);
+    let names = namesOf.get(f);
+    if (!names) namesOf.set(f, (names = new Set(f.header.tensors.map((t) => t.name))));
+    if (!names.has(tensor)) throw new At1Error('E_INPUT', `${indexAbs}: tensor ${JSON.stringify(tensor)} is missing from its shard ${shard}`);
     listed.add(indexDir + shard);
   }
   const shardOf = new Map<string, string>();

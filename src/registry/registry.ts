@@ -212,8 +212,7 @@ export class Registry {
    * `lease`: the writer lock this add holds; checked right before the create,
    * so a writer whose lease expired and was taken over publishes nothing.
    */
-  async publish(m: VersionManifest, lease?: Lease): Promise<number> {
-    const bytes = serializeManifest(m);
+  async publish(m: VersionManifest, lease?: Lease, bytes = serializeManifest(m)): Promise<number> {
     await lease?.assertHeld();
     if (!(await this.backend.write(manifestKey(m.name), bytes, { exclusive: true }))) {
       throw new At1Error('E_EXISTS', `version ${JSON.stringify(m.name)} already exists in ${this.location}`);

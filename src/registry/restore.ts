@@ -185,10 +185,12 @@ export async function* readTensor(reader: ChunkReader, t: TensorEntry, file: Saf
 }
 
 /** A one-file version as a verified byte stream (for servers and pipes); the last read throws if any check fails. */
-export async function* streamVersion(reg: Registry, name: string): AsyncGenerator<Uint8Array> {
-  const m = await reg.manifest(name);
-  if (m.layout !== 'file' || m.files.length !== 1) throw new At1Error('E_UNSUPPORTED', `version ${name} is a model directory; stream its files one by one`);
-  yield* readFile(reg, m, m.files[0]!);
+export function streamVersion(reg: Registry, name: string): AsyncGenerator<Uint8Array> {
+  return reg.readingStream(`stream ${name}`, [name], async function* () {
+    const m = await reg.manifest(name);
+    if (m.layout !== 'file' || m.files.length !== 1) throw new At1Error('E_UNSUPPORTED', `version ${name} is a model directory; stream its files one by one`);
+    yield* readFile(reg, m, m.files[0]!);
+  });
 }
 
 export interface GetOptions {
@@ -211,6 +213,11 @@ export interface GetResult {
  * are atomic: the file or directory appears only when every check passed.
  */
 export async function getVersion(reg: Registry, name: string, out: string, opts: GetOptions = {}): Promise<GetResult> {
+  // Under a reader lease from before the manifest is read: gc and rm then leave everything this restore needs (FORMAT.md §8b).
+  return reg.reading(`get ${name}`, [name], () => getUnderLease(reg, name, out, opts));
+}
+
+async function getUnderLease(reg: Registry, name: string, out: string, opts: GetOptions): Promise<GetResult> {
   const m = await reg.manifest(name);
   if (m.layout === 'directory') return getDirectory(reg, m, out, opts);
   const f = m.files[0]!;

@@ -29,7 +29,16 @@ export function tensorsOf(m: VersionManifest): TensorLocation[] {
   return m.files.flatMap((f) => (f.kind === 'safetensors' ? f.tensors.map((tensor) => ({ manifest: m, file: f, tensor })) : []));
 }
 
+/**
+ * Find a tensor. Like every read, under a reader lease; to keep gc and rm
+ * from removing the version between finding a tensor and reading it, hold
+ * one lease across both: `reg.reading(cmd, [version], async () => …)`.
+ */
 export async function findTensor(reg: Registry, version: string, name: string): Promise<TensorLocation> {
+  return reg.reading(`tensor ${version}`, [version], () => findUnderLease(reg, version, name));
+}
+
+async function findUnderLease(reg: Registry, version: string, name: string): Promise<TensorLocation> {
   const m = await reg.manifest(version);
   const hit = tensorsOf(m).find((t) => t.tensor.name === name);
   if (!hit) throw new At1Error('E_NOT_FOUND', `version ${version} has no tensor ${JSON.stringify(name)}`);
@@ -44,6 +53,16 @@ export async function findTensor(reg: Registry, version: string, name: string): 
 export function tensorObjects(loc: Pick<TensorLocation, 'file' | 'tensor'>): string[] {
   if (!loc.tensor.pack) return loc.tensor.chunks;
   return [...new Set(packSlices(loc.file, loc.tensor).map((s) => s.digest))];
+}
+
+/**
+ * Bytes on disk a tensor accounts for: its own objects (shared ones included,
+ * not the references they are coded against); a packed tensor counts its
+ * share of each pack object, in proportion to the bytes it holds there.
+ */
+export function tensorStoredBytes(loc: Pick<TensorLocation, 'file' | 'tensor'>, sizes: ReadonlyMap<string, number>): number {
+  if (!loc.tensor.pack) return loc.tensor.chunks.reduce((a, d) => a + (sizes.get(d) ?? 0), 0);
+  return Math.round(packSlices(loc.file, loc.tensor).reduce((a, s) => a + ((sizes.get(s.digest) ?? 0) * (s.to - s.from)) / Math.max(1, s.chunkLength), 0));
 }
 
 /** A half-open byte range [start, end) within a tensor. */
@@ -80,7 +99,11 @@ export function checkByteRange(t: TensorEntry, r: ByteRange): void {
  * A tensor's bytes, or a range of them, as verified pieces in order. Only
  * the chunks overlapping the range are read.
  */
-export async function* readTensorRange(reg: Registry, loc: TensorLocation, range?: ByteRange): AsyncGenerator<Uint8Array> {
+export function readTensorRange(reg: Registry, loc: TensorLocation, range?: ByteRange): AsyncGenerator<Uint8Array> {
+  return reg.readingStream(`tensor ${loc.manifest.name}`, [loc.manifest.name], () => readRangeUnderLease(reg, loc, range));
+}
+
+async function* readRangeUnderLease(reg: Registry, loc: TensorLocation, range?: ByteRange): AsyncGenerator<Uint8Array> {
   const { tensor: t, file: f, manifest: m } = loc;
   const where = { version: m.name, file: f.path };
   if (range === undefined) {

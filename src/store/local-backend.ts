@@ -272,7 +272,8 @@ export class LocalBackend implements Backend {
         } catch (e) {
           if (isErrno(e, 'ENOENT')) throw new TempVanished(e);
           if (!isErrno(e, 'EEXIST')) throw e;
-          if ((await lstat(dest)).isSymbolicLink()) this.linkRefused(key, key);
+          // It existed when link() ran: that is the answer, even if it is gone by now (a released lock, a gc'd object).
+          if ((await lstat(dest).catch(() => undefined))?.isSymbolicLink()) this.linkRefused(key, key);
           return false;
         }
       } else {
