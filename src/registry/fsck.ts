@@ -97,6 +97,11 @@ export async function fsckRegistry(dir: string, opts: FsckOptions = {}): Promise
     report.problems.push({ kind: 'config', message: (e as Error).message });
     return report;
   }
+  // A reader lease: a concurrent rm or gc leaves alone what this check is reading (FORMAT.md §8b).
+  return reg.reading('fsck', [], () => checkRegistry(reg, report, opts));
+}
+
+async function checkRegistry(reg: Registry, report: FsckReport, opts: FsckOptions): Promise<FsckReport> {
   // Manifests: each parsed on its own, so one bad manifest names itself and does not hide the rest.
   const manifests: VersionManifest[] = [];
   const { names, strays } = await reg.versionFiles();
