@@ -1510,7 +1510,9 @@ function projectManifest(j: Record<string, unknown>): unknown {
         },
   );
   const s = j.stats as Record<string, unknown>;
-  return { format: j.format, formatVersion: j.formatVersion, name: j.name, parent: j.parent, createdAt: j.createdAt, layout: j.layout, files, stats: { rawBytes: s.rawBytes, newObjectBytes: s.newObjectBytes, newObjects: s.newObjects } };
+  // The parser reports the version the content needs (a version 2 manifest without packs reads as 1), which is what it serializes back to.
+  const needs = files.some((f: { kind: string; packs?: unknown[] }) => f.kind === 'safetensors' && f.packs !== undefined && f.packs.length > 0) ? 2 : 1;
+  return { format: j.format, formatVersion: needs, name: j.name, parent: j.parent, createdAt: j.createdAt, layout: j.layout, files, stats: { rawBytes: s.rawBytes, newObjectBytes: s.newObjectBytes, newObjects: s.newObjects } };
 }
 
 /** layout and files of a manifest, if it is JSON at all. */

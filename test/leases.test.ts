@@ -264,3 +264,15 @@ test('an old orphan that an add has just reused survives gc, with the chain it i
   for (const r of h.refs) assert.equal(await reg.store.has(r.digest), true, 'and so does what it is coded against');
   assert.equal((await reg.reader.read(chunk)).bytes.length, bytes.length);
 });
+
+test('a planted lock or configuration holding deeply nested arrays is reported, never crashes a writer (found by the fuzzer)', async (t) => {
+  const { dir, reg } = await registry(t);
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+  writeFileSync(join(dir, LOCK_KEY), `{"format":"at1.lease","kind":"writer","token":"${'ab'.repeat(16)}","leaseMs":60000,"pid":1,"identity":"x","command":${deep},"host":${deep},"startedAt":${deep}}`);
+  await assert.rejects(acquireWriterLease(reg.backend, 'waiter', { waitMs: 100 }), (e: unknown) => e instanceof At1Error && e.code === 'E_LOCKED');
+  const { rmSync } = await import('node:fs');
+  rmSync(join(dir, LOCK_KEY));
+  const config = readFileSync(join(dir, 'at1-registry.json'), 'utf8');
+  writeFileSync(join(dir, 'at1-registry.json'), config.replace('"formatVersion": 1', `"formatVersion": ${deep}`));
+  await assert.rejects(Registry.open(dir), (e: unknown) => e instanceof At1Error && e.code === 'E_UNSUPPORTED' && /format version an array/.test(e.message));
+});

@@ -181,35 +181,9 @@ class Parser {
   }
 
   object(depth: number): JsonObject {
-    this.enter(depth);
-    this.pos++; // {
     const out: JsonObject = new Map();
-    this.skipWs();
-    if (this.text.charCodeAt(this.pos) === 0x7d) {
-      this.pos++;
-      return out;
-    }
-    for (;;) {
-      this.skipWs();
-      if (this.text.charCodeAt(this.pos) !== 0x22) this.fail('expected a string key');
-      const keyAt = this.pos;
-      const key = this.string();
-      if (out.has(key)) {
-        throw new StrictJsonError('duplicate', `duplicate key ${JSON.stringify(key)} at character ${keyAt}`, keyAt, key);
-      }
-      this.skipWs();
-      if (this.text.charCodeAt(this.pos) !== 0x3a) this.fail("expected ':'");
-      this.pos++;
-      this.skipWs();
-      out.set(key, this.value(depth));
-      this.skipWs();
-      const c = this.text.charCodeAt(this.pos);
-      if (c === 0x2c) this.pos++;
-      else if (c === 0x7d) {
-        this.pos++;
-        return out;
-      } else this.fail("expected ',' or '}'");
-    }
+    this.members(depth, (key, value) => out.set(key, value));
+    return out;
   }
 
   /** An object at `pos`, member by member (see parseJsonObjectMembers); the same grammar as object(). */
@@ -305,4 +279,18 @@ class Parser {
     if (!/^[0-9a-fA-F]{4}$/.test(s)) this.fail('invalid \\u escape', at);
     return parseInt(s, 16);
   }
+}
+
+/**
+ * A short, safe description of an untrusted JSON value for an error
+ * message: primitives as JSON (cut at 40 characters), arrays and objects by
+ * kind only. String() of a hostile value can recurse without bound
+ * (deeply nested arrays), and messages must stay one line.
+ */
+export function describeJson(v: unknown): string {
+  if (Array.isArray(v)) return 'an array';
+  if (v === null) return 'null';
+  if (typeof v === 'object') return 'an object';
+  const s = JSON.stringify(v) ?? String(typeof v);
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }

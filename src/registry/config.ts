@@ -4,6 +4,7 @@
  */
 import { At1Error } from '../errors.js';
 import type { Level } from '../codec/types.js';
+import { describeJson } from '../format/strict-json.js';
 
 export const CONFIG_KEY = 'at1-registry.json';
 export const CONFIG_FORMAT = 'at1.registry';
@@ -38,13 +39,13 @@ export function parseConfig(bytes: Uint8Array, where: string): RegistryConfig {
     throw new At1Error('E_CORRUPT', `${where}/${CONFIG_KEY} is not an at1 registry configuration`);
   }
   if (o.formatVersion !== CONFIG_FORMAT_VERSION) {
-    throw new At1Error('E_UNSUPPORTED', `${where}: registry format version ${String(o.formatVersion)} is not supported by this build`);
+    throw new At1Error('E_UNSUPPORTED', `${where}: registry format version ${describeJson(o.formatVersion)} is not supported by this build`);
   }
   const { chunkElements, maxChainDepth, level, createdAt } = o;
   if (typeof chunkElements !== 'number' || !checkChunkElements(chunkElements)) throw new At1Error('E_CORRUPT', `${where}: bad chunkElements`);
   if (typeof maxChainDepth !== 'number' || !checkDepth(maxChainDepth)) throw new At1Error('E_CORRUPT', `${where}: bad maxChainDepth`);
   if (level !== 'fast' && level !== 'max') throw new At1Error('E_CORRUPT', `${where}: bad level`);
-  return { format: CONFIG_FORMAT, formatVersion: CONFIG_FORMAT_VERSION, createdAt: String(createdAt), chunkElements, maxChainDepth, level };
+  return { format: CONFIG_FORMAT, formatVersion: CONFIG_FORMAT_VERSION, createdAt: typeof createdAt === 'string' ? createdAt : '', chunkElements, maxChainDepth, level };
 }
 
 export function checkChunkElements(n: number): boolean {

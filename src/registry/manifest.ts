@@ -6,6 +6,7 @@
  */
 import { At1Error } from '../errors.js';
 import { dtypeInfo } from '../format/dtype.js';
+import { describeJson } from '../format/strict-json.js';
 import { isSha256Hex } from '../util/hash.js';
 import { nameProblem } from './names.js';
 
@@ -329,15 +330,17 @@ export function parseManifest(bytes: Uint8Array, expectedName: string): VersionM
   const o = c.obj(json, '(root)');
   if (o.format !== MANIFEST_FORMAT) c.fail('format', `is not ${MANIFEST_FORMAT}`);
   if (o.formatVersion !== MANIFEST_FORMAT_VERSION && o.formatVersion !== MANIFEST_PACKS_FORMAT_VERSION) {
-    throw new At1Error('E_UNSUPPORTED', `manifest ${expectedName}: format version ${String(o.formatVersion)} is not supported by this build`);
+    throw new At1Error('E_UNSUPPORTED', `manifest ${expectedName}: format version ${describeJson(o.formatVersion)} is not supported by this build`);
   }
-  const formatVersion = o.formatVersion as VersionManifest['formatVersion'];
+  const declared = o.formatVersion as VersionManifest['formatVersion'];
   const name = c.str(o.name, 'name', 256);
   if (name !== expectedName || nameProblem(name)) c.fail('name', `is ${JSON.stringify(name)}, expected ${JSON.stringify(expectedName)}`);
   const parent = o.parent === null ? null : c.str(o.parent, 'parent', 256);
   if (parent !== null && nameProblem(parent)) c.fail('parent', 'is not a valid version name');
   if (o.layout !== 'file' && o.layout !== 'directory') c.fail('layout', 'is neither "file" nor "directory"');
-  const files = c.arr(o.files, 'files').map((f, i) => parseFile(c, f, `files[${i}]`, formatVersion));
+  const files = c.arr(o.files, 'files').map((f, i) => parseFile(c, f, `files[${i}]`, declared));
+  // The version its content needs (a version-2 manifest without packs reads as version 1): what serializeManifest writes back.
+  const formatVersion = manifestFormatVersion({ files });
   if (files.length === 0) c.fail('files', 'is empty');
   if (new Set(files.map((f) => f.path)).size !== files.length) c.fail('files', 'has a path twice');
   // No file may sit where another file's directory would have to be ("x" and "x/y"): a restore could not create both.

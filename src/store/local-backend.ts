@@ -171,16 +171,7 @@ export class LocalBackend implements Backend {
   }
 
   async size(key: string): Promise<number | undefined> {
-    checkKey(key);
-    try {
-      if (!(await this.checkDirs(key, false))) return undefined;
-      const st = await lstat(this.abs(key));
-      if (st.isSymbolicLink()) this.linkRefused(key, key);
-      return st.size;
-    } catch (e) {
-      if (isErrno(e, 'ENOENT')) return undefined;
-      this.ioError('stat', key, e);
-    }
+    return (await this.stat(key))?.size;
   }
 
   async stat(key: string): Promise<KeyStat | undefined> {
