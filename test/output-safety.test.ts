@@ -491,3 +491,27 @@ test("--out '' is refused as bad input", async (t) => {
   assert.match(r.stderr, /the path is empty/);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
 });
+
+test('--out /dev/stdout (a link to the caller\'s output) or any symbolic link is refused, and the link stays', async (t) => {
+  const { regDir } = await baseRegistry(t);
+  const work = tempDir(t);
+  const target = join(work, 'target.safetensors');
+  writeFileSync(target, 'mine');
+  const link = join(work, 'link.safetensors');
+  symlinkSync(target, link);
+  for (const [out, why] of [['/dev/stdout', /symbolic link|system directory|FIFO|character device/], [link, /symbolic link.*give the target's path/]] as const) {
+    for (const args of [['registry', 'get', regDir, 'base'], ['tensor', 'get', regDir, 'base', 'lm_head.weight']]) {
+      assertCleanRefusal(at1(...args, '--out', out), out, why);
+    }
+  }
+  assert.ok(lstatSync('/dev/stdout').isSymbolicLink(), '/dev/stdout is still the link');
+  assert.ok(lstatSync(link).isSymbolicLink(), 'the link is left alone');
+  const { readFileSync } = await import('node:fs');
+  assert.equal(readFileSync(target, 'utf8'), 'mine', 'and so is its target');
+  assertCleanRefusal(at1('registry', 'get', regDir, 'base', '--out', '/dev/at1-out.safetensors'), '/dev/at1-out.safetensors', /inside \/dev, a system directory/);
+  assert.equal(existsSync('/dev/at1-out.safetensors'), false);
+  // /dev/shm is a plain tmpfs: restoring there is fine.
+  const shm = join('/dev/shm', `at1-out-${process.pid}.safetensors`);
+  t.after(() => rmSync(shm, { force: true }));
+  if (existsSync('/dev/shm')) assert.equal(at1('registry', 'get', regDir, 'base', '--out', shm).status, 0);
+});

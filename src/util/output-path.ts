@@ -15,9 +15,12 @@
  *   link at `out` (its target would be replaced only after the whole
  *   restore ran), or anything but a missing path or an empty directory.
  *
+ * - a symbolic link at `out` (a rename would replace the link, not its
+ *   target; `/dev/stdout` is such a link), and anything under /dev (but
+ *   /dev/shm), /proc or /sys.
+ *
  * An existing regular file is replaced atomically (the documented
- * behaviour); so is a link to one (the link itself is replaced, its target
- * is left alone). The check cannot exclude a path changed by someone else
+ * behaviour). The check cannot exclude a path changed by someone else
  * between the check and the write.
  */
 import { constants, type Stats } from 'node:fs';
@@ -142,10 +145,15 @@ export async function checkOutputPath(out: string, opts: OutputCheck): Promise<C
       existing = 'empty-directory';
     } else {
       if (followed?.isDirectory()) no('it is a directory; give a file name');
+      // An atomic rename would replace the link itself, not its target: surprising at best, and at /dev/stdout
+      // (a link to the caller's output) it would replace a system file. Refused; the user names the target.
+      if (l.isSymbolicLink()) no(`it is a symbolic link${followed ? '' : ' to nothing that can be written'}; at1 writes by atomic rename, which would replace the link itself, not its target: give the target's path, or remove the link`);
       existing = 'file';
     }
   }
 
+  // Pseudo file systems: nothing at1 writes belongs there, and replacing a node there can break the system (/dev/shm, a plain tmpfs, is fine).
+  for (const sys of ['/dev', '/proc', '/sys']) if (isInside(realPath, sys) && !isInside(realPath, '/dev/shm')) no(`it is inside ${sys}, a system directory; at1 writes only regular files elsewhere (to stream a version, use a path of your own)`);
   // The parent must exist, be a directory, and let this process create and rename files in it.
   let ps: Stats;
   try {
