@@ -68,9 +68,10 @@ export async function removeVersion(reg: Registry, name: string, opts: RemoveOpt
     const othersDirect = new Set(others.flatMap(manifestDigests));
     const dropping = new Set(manifestDigests(target).filter((d) => !othersDirect.has(d)));
     const reader = new ChunkReader(reg.store);
-    // What the registry needs now: after the removal, whatever of this is no longer needed is what rm made unreachable.
-    const neededBefore = new Set((await reachable(reader, manifests)).objects.keys());
     const { objects } = await reachable(reader, others);
+    // What the registry needs now (the others' set plus the target's own chain: one header walk each, not two of everything);
+    // after the removal, whatever of this is no longer needed is what rm made unreachable.
+    const neededBefore = new Set([...objects.keys(), ...(await reachable(reader, [target])).objects.keys()]);
     const dependents: { d: string; h: ObjectHeader }[] = [];
     for (const [d, h] of objects) if (h && !dropping.has(d) && h.refs.some((r) => dropping.has(r.digest))) dependents.push({ d, h });
     const owners = new Map<string, string>();
