@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { add, initRegistry, Registry, verifyRegistry, At1Error } from '../src/index.js';
 import type { Backend, KeyInfo, KeyStat, WriteOptions } from '../src/store/backend.js';
@@ -90,11 +91,16 @@ test('an add failing at every possible write leaves a valid registry, and a retr
 
 test('rm --rebase and gc failing at every write or removal leave a valid registry, and a re-run finishes', async (t) => {
   const work = tempDir(t);
-  const setup = async (dir: string): Promise<void> => {
-    const { registry } = await initRegistry(dir, join(EMBEDDED, 'base.safetensors'));
+  // The registry every run starts from, built once (three versions at level max take seconds)
+  // and copied for the probe and for each fault point: each run gets a fresh, identical registry.
+  const template = join(work, 'template');
+  {
+    const { registry } = await initRegistry(template, join(EMBEDDED, 'base.safetensors'));
     await add(registry, join(EMBEDDED, 'prose-step0025.safetensors'));
     await add(registry, join(EMBEDDED, 'prose-step0050.safetensors'));
-  };
+  }
+  assert.equal((await fsckRegistry(template)).status, 'clean');
+  const setup = (dir: string): Promise<void> => cp(template, dir, { recursive: true, errorOnExist: true, force: false });
   const probeDir = join(work, 'probe');
   await setup(probeDir);
   const probe = new FailingBackend(new LocalBackend(probeDir), -1);
