@@ -208,59 +208,19 @@ export class LlamaModel {
   static async open(source: WeightSource, config: LlamaConfig, opts: ModelOptions = {}): Promise<LlamaModel> {
     assertLittleEndian();
     const c = config;
-    const qDim = c.numHeads * c.headDim;
-    const kvDim = c.numKvHeads * c.headDim;
-    const ref = (name: string, rows: number, cols: number, vector = false): TensorRef => {
-      const t = source.tensor(name);
-      if (t === undefined) throw new At1Error('E_NOT_FOUND', `the model has no tensor ${name}`);
-      if (!isWeightDType(t.dtype)) throw new At1Error('E_UNSUPPORTED', `tensor ${name} is ${t.dtype}; the runtime runs F32, F16 and BF16 weights`);
-      const want = vector ? [cols] : [rows, cols];
-      if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-        throw new At1Error('E_UNSUPPORTED', `tensor ${name} has shape [${t.shape.join(', ')}]; the config needs [${want.join(', ')}]`);
-      }
-      return { name, dtype: t.dtype, rows, cols, bytes: rows * cols * dtypeBytes(t.dtype), resident: undefined };
-    };
-    const EMBED = 'model.embed_tokens.weight';
-    const LM_HEAD = 'lm_head.weight';
-    let embed: TensorRef;
-    let lmHead: TensorRef;
-    if (c.tieWordEmbeddings) {
-      embed = ref(source.tensor(EMBED) !== undefined ? EMBED : LM_HEAD, c.vocabSize, c.hiddenSize);
-      lmHead = embed;
-    } else {
-      embed = ref(EMBED, c.vocabSize, c.hiddenSize);
-      if (source.tensor(LM_HEAD) === undefined) {
-        throw new At1Error('E_NOT_FOUND', `tie_word_embeddings is false but the model has no tensor ${LM_HEAD}`);
-      }
-      lmHead = ref(LM_HEAD, c.vocabSize, c.hiddenSize);
-    }
-    const layers: LayerWeights[] = [];
-    for (let l = 0; l < c.numLayers; l++) {
-      const p = `model.layers.${l}.`;
-      layers.push({
-        attnNorm: ref(p + 'input_layernorm.weight', 1, c.hiddenSize, true),
-        wq: ref(p + 'self_attn.q_proj.weight', qDim, c.hiddenSize),
-        wk: ref(p + 'self_attn.k_proj.weight', kvDim, c.hiddenSize),
-        wv: ref(p + 'self_attn.v_proj.weight', kvDim, c.hiddenSize),
-        wo: ref(p + 'self_attn.o_proj.weight', c.hiddenSize, qDim),
-        ffnNorm: ref(p + 'post_attention_layernorm.weight', 1, c.hiddenSize, true),
-        wGate: ref(p + 'mlp.gate_proj.weight', c.intermediateSize, c.hiddenSize),
-        wUp: ref(p + 'mlp.up_proj.weight', c.intermediateSize, c.hiddenSize),
-        wDown: ref(p + 'mlp.down_proj.weight', c.hiddenSize, c.intermediateSize),
-      });
-    }
-    const weights: Weights = { embed, layers, finalNorm: ref('model.norm.weight', 1, c.hiddenSize, true), lmHead };
-
-    const maxSeq = Math.min(opts.maxSeqLen ?? c.maxPositionEmbeddings, c.maxPositionEmbeddings);
-    if (!Number.isSafeInteger(maxSeq) || maxSeq < 1) throw new At1Error('E_INPUT', `maxSeqLen must be a positive integer, is ${opts.maxSeqLen}`);
-    const window = Math.min(opts.window ?? 64, maxSeq);
-    if (!Number.isSafeInteger(window) || window < 1) throw new At1Error('E_INPUT', `window must be a positive integer, is ${opts.window}`);
-
+    const weights = bindWeights(source, c);
+    const { maxSeq, window } = lengths(c, opts);
     const { plan, resident } = planMemory(weights, c, maxSeq, window, opts);
-    const s = new RunState(c, window, maxSeq, c.hiddenSize * dtypeBytes(embed.dtype));
+    const s = new RunState(c, window, maxSeq, c.hiddenSize * dtypeBytes(weights.embed.dtype));
     const m = new LlamaModel(c, source, weights, s, plan, opts.signal);
     await m.loadResident(resident);
     return m;
+  }
+
+  /** The smallest memoryBudget this model opens with (KV cache, activations, norm vectors, one streamed row). */
+  static minimumBudget(source: WeightSource, config: LlamaConfig, opts: Pick<ModelOptions, 'maxSeqLen' | 'window'> = {}): number {
+    const { maxSeq, window } = lengths(config, opts);
+    return memoryFloor(bindWeights(source, config), config, maxSeq, window).floor;
   }
 
   /** Tokens in the KV cache. */
@@ -556,6 +516,61 @@ export function nllOf(logits: Float32Array, off: number, V: number, target: numb
 
 // ---------------------------------------------------------------- residency
 
+function lengths(c: LlamaConfig, opts: Pick<ModelOptions, 'maxSeqLen' | 'window'>): { maxSeq: number; window: number } {
+  const maxSeq = Math.min(opts.maxSeqLen ?? c.maxPositionEmbeddings, c.maxPositionEmbeddings);
+  if (!Number.isSafeInteger(maxSeq) || maxSeq < 1) throw new At1Error('E_INPUT', `maxSeqLen must be a positive integer, is ${opts.maxSeqLen}`);
+  const window = Math.min(opts.window ?? 64, maxSeq);
+  if (!Number.isSafeInteger(window) || window < 1) throw new At1Error('E_INPUT', `window must be a positive integer, is ${opts.window}`);
+  return { maxSeq, window };
+}
+
+/** Finds every tensor the config needs in the source and checks its dtype and shape, naming any that is wrong. */
+function bindWeights(source: WeightSource, c: LlamaConfig): Weights {
+  const qDim = c.numHeads * c.headDim;
+  const kvDim = c.numKvHeads * c.headDim;
+  const ref = (name: string, rows: number, cols: number, vector = false): TensorRef => {
+    const t = source.tensor(name);
+    if (t === undefined) throw new At1Error('E_NOT_FOUND', `the model has no tensor ${name}`);
+    if (!isWeightDType(t.dtype)) throw new At1Error('E_UNSUPPORTED', `tensor ${name} is ${t.dtype}; the runtime runs F32, F16 and BF16 weights`);
+    const want = vector ? [cols] : [rows, cols];
+    if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+      throw new At1Error('E_UNSUPPORTED', `tensor ${name} has shape [${t.shape.join(', ')}]; the config needs [${want.join(', ')}]`);
+    }
+    return { name, dtype: t.dtype, rows, cols, bytes: rows * cols * dtypeBytes(t.dtype), resident: undefined };
+  };
+  const EMBED = 'model.embed_tokens.weight';
+  const LM_HEAD = 'lm_head.weight';
+  let embed: TensorRef;
+  let lmHead: TensorRef;
+  if (c.tieWordEmbeddings) {
+    // HF ties lm_head to the embedding; a file may store either name (the fixture stores lm_head and aliases the other)
+    embed = ref(source.tensor(EMBED) !== undefined ? EMBED : LM_HEAD, c.vocabSize, c.hiddenSize);
+    lmHead = embed;
+  } else {
+    embed = ref(EMBED, c.vocabSize, c.hiddenSize);
+    if (source.tensor(LM_HEAD) === undefined) {
+      throw new At1Error('E_NOT_FOUND', `tie_word_embeddings is false but the model has no tensor ${LM_HEAD}`);
+    }
+    lmHead = ref(LM_HEAD, c.vocabSize, c.hiddenSize);
+  }
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}.`;
+    layers.push({
+      attnNorm: ref(p + 'input_layernorm.weight', 1, c.hiddenSize, true),
+      wq: ref(p + 'self_attn.q_proj.weight', qDim, c.hiddenSize),
+      wk: ref(p + 'self_attn.k_proj.weight', kvDim, c.hiddenSize),
+      wv: ref(p + 'self_attn.v_proj.weight', kvDim, c.hiddenSize),
+      wo: ref(p + 'self_attn.o_proj.weight', c.hiddenSize, qDim),
+      ffnNorm: ref(p + 'post_attention_layernorm.weight', 1, c.hiddenSize, true),
+      wGate: ref(p + 'mlp.gate_proj.weight', c.intermediateSize, c.hiddenSize),
+      wUp: ref(p + 'mlp.up_proj.weight', c.intermediateSize, c.hiddenSize),
+      wDown: ref(p + 'mlp.down_proj.weight', c.hiddenSize, c.intermediateSize),
+    });
+  }
+  return { embed, layers, finalNorm: ref('model.norm.weight', 1, c.hiddenSize, true), lmHead };
+}
+
 function uniqueTensors(w: Weights): TensorRef[] {
   const out: TensorRef[] = [];
   const seen = new Set<TensorRef>();
@@ -570,6 +585,15 @@ function uniqueTensors(w: Weights): TensorRef[] {
   add(w.lmHead);
   add(w.embed);
   return out;
+}
+
+function memoryFloor(w: Weights, c: LlamaConfig, maxSeq: number, window: number) {
+  const all = uniqueTensors(w);
+  const vectors = all.filter((t) => t.rows === 1);
+  const matrices = all.filter((t) => t.rows > 1 && !(t === w.embed && t !== w.lmHead));
+  const fixed = RunState.kvBytes(c, maxSeq) + RunState.activationBytes(c, window, maxSeq) + vectors.reduce((a, t) => a + t.bytes, 0);
+  const widestRow = Math.max(...matrices.map((t) => t.bytes / t.rows));
+  return { vectors, matrices, fixed, widestRow, floor: fixed + widestRow };
 }
 
 /**
@@ -588,7 +612,6 @@ function planMemory(
   const kv = RunState.kvBytes(c, maxSeq);
   const act = RunState.activationBytes(c, window, maxSeq);
   const all = uniqueTensors(w);
-  const total = all.reduce((a, t) => a + t.bytes, 0);
   const fullLoad = opts.fullLoad === true || opts.memoryBudget === undefined;
   const plan = (resident: TensorRef[], scratch: number): { plan: MemoryPlan; resident: TensorRef[] } => {
     const res = resident.reduce((a, t) => a + t.bytes, 0);
@@ -603,10 +626,7 @@ function planMemory(
   if (fullLoad) return plan(all, 0);
   const budget = opts.memoryBudget!;
   if (!Number.isFinite(budget) || budget <= 0) throw new At1Error('E_INPUT', `memoryBudget must be a positive number of bytes, is ${budget}`);
-  const vectors = all.filter((t) => t.rows === 1);
-  const matrices = all.filter((t) => t.rows > 1 && !(t === w.embed && t !== w.lmHead));
-  const fixed = kv + act + vectors.reduce((a, t) => a + t.bytes, 0);
-  const widestRow = Math.max(...matrices.map((t) => t.bytes / t.rows));
+  const { vectors, matrices, fixed, widestRow } = memoryFloor(w, c, maxSeq, window);
   let avail = budget - fixed;
   if (avail < widestRow) {
     throw new At1Error(
