@@ -60,7 +60,7 @@ describe('config.json', () => {
   }
 
   it('accepts the defaults HF applies (no num_key_value_heads, no head_dim, eos as a list)', () => {
-    const cfg = { ...fixtureConfig, eos_token_id: [2, 0] };
+    const cfg: Record<string, unknown> = { ...fixtureConfig, eos_token_id: [2, 0] };
     delete cfg.num_key_value_heads;
     const c = parseLlamaConfig(cfg);
     assert.equal(c.numKvHeads, 8);
