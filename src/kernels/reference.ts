@@ -20,7 +20,7 @@
  * - Element-wise steps (RMSNorm, SiLU, softmax, RoPE, residual adds) compute in
  *   float64 with a fixed sequential order and round to float32 on store.
  */
-import { type WeightMatrix, type RowDecoder, ScratchRow, decodeRow, rowDecoder } from './dtype.js';
+import { type WeightMatrix, type RowDecoder, ScratchRow, decodeRow, f16ToF32Table, rowDecoder } from './dtype.js';
 
 /** The 4-lane float64 dot product of a[aOff..aOff+n) and b[bOff..bOff+n). */
 export function dot(a: Float32Array, aOff: number, b: Float32Array, bOff: number, n: number): number {
@@ -39,6 +39,55 @@ export function dot(a: Float32Array, aOff: number, b: Float32Array, bOff: number
   for (; i < n; i++) s0 += a[aOff + i]! * b[bOff + i]!;
   return s0 + s1 + (s2 + s3);
 }
+
+/**
+ * The same dot with b converted from stored BF16 bits as it goes (a Uint16 shifted into a Uint32
+ * view of a float32): the exact values decodeRow gives, so the same bits, without the row pass.
+ */
+export function dotBf16(a: Float32Array, aOff: number, w: Uint16Array, wOff: number, n: number, tmpU: Uint32Array, tmpF: Float32Array): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const n4 = n - (n & 3);
+  let i = 0;
+  for (; i < n4; i += 4) {
+    tmpU[0] = w[wOff + i]! << 16;
+    tmpU[1] = w[wOff + i + 1]! << 16;
+    tmpU[2] = w[wOff + i + 2]! << 16;
+    tmpU[3] = w[wOff + i + 3]! << 16;
+    s0 += a[aOff + i]! * tmpF[0]!;
+    s1 += a[aOff + i + 1]! * tmpF[1]!;
+    s2 += a[aOff + i + 2]! * tmpF[2]!;
+    s3 += a[aOff + i + 3]! * tmpF[3]!;
+  }
+  for (; i < n; i++) {
+    tmpU[0] = w[wOff + i]! << 16;
+    s0 += a[aOff + i]! * tmpF[0]!;
+  }
+  return s0 + s1 + (s2 + s3);
+}
+
+/** The same dot with b converted from stored F16 bits through the exact 65536-entry table. */
+export function dotF16(a: Float32Array, aOff: number, w: Uint16Array, wOff: number, n: number, t: Float32Array): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const n4 = n - (n & 3);
+  let i = 0;
+  for (; i < n4; i += 4) {
+    s0 += a[aOff + i]! * t[w[wOff + i]!]!;
+    s1 += a[aOff + i + 1]! * t[w[wOff + i + 1]!]!;
+    s2 += a[aOff + i + 2]! * t[w[wOff + i + 2]!]!;
+    s3 += a[aOff + i + 3]! * t[w[wOff + i + 3]!]!;
+  }
+  for (; i < n; i++) s0 += a[aOff + i]! * t[w[wOff + i]!]!;
+  return s0 + s1 + (s2 + s3);
+}
+
+const tmpF = new Float32Array(4);
+const tmpU = new Uint32Array(tmpF.buffer);
 
 let shared: ScratchRow | undefined;
 function scratchFor(n: number): ScratchRow {
@@ -62,7 +111,9 @@ export interface MatmulArgs {
 
 /**
  * out = x · Wᵀ for T positions, W stored [rows = out features, cols = in features].
- * Each row of W is converted once into a float32 scratch row and used for all T positions.
+ * F32 rows are used in place. 16-bit rows: for one or two positions converted inside the dot
+ * (dotBf16, dotF16); for more, each row is converted once into a float32 scratch row and used for
+ * all T positions. Both give the same values to the same 4-lane sum, so the same bits.
  */
 export function matmul(a: MatmulArgs): void {
   const { out, outStride, outCol0, x, T, w } = a;
@@ -76,6 +127,18 @@ export function matmul(a: MatmulArgs): void {
       const wOff = r * cols;
       const o = outCol0 + (r - r0);
       for (let t = 0; t < T; t++) out[t * outStride + o] = dot(wf, wOff, x, t * cols, cols);
+    }
+    return;
+  }
+  if (T <= 2) {
+    const u = d.u16!;
+    const t16 = d.dtype === 'F16' ? f16ToF32Table() : undefined;
+    for (let r = r0; r < r1; r++) {
+      const wOff = r * cols;
+      const o = outCol0 + (r - r0);
+      for (let t = 0; t < T; t++) {
+        out[t * outStride + o] = t16 !== undefined ? dotF16(x, t * cols, u, wOff, cols, t16) : dotBf16(x, t * cols, u, wOff, cols, tmpU, tmpF);
+      }
     }
     return;
   }
