@@ -24,7 +24,7 @@ import { orderedMap } from '../util/ordered-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
 import { MANIFEST_FORMAT, manifestFormatVersion, packHome, packOf, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type PackRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
-import { PACK_MIN_TENSORS, packElements, packMaxBytes } from './packs.js';
+import { PACK_MIN_TENSORS, packElements } from './packs.js';
 import { checkManifestRules, planModelDir, type PlannedFile } from './model-dir.js';
 import { checkVersionName, defaultNameFor } from './names.js';
 import type { ProgressFn } from './progress.js';
@@ -82,8 +82,8 @@ interface ChunkSink {
 }
 
 function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
-  const mode = process.env.AT1_WORKERS;
-  const pooled = (mode === '1' || (mode !== '0' && totalBytes >= POOL_THRESHOLD_BYTES)) && reg.backend instanceof LocalBackend;
+  const mode = reg.settings.workers;
+  const pooled = (mode === 'always' || (mode !== 'never' && totalBytes >= POOL_THRESHOLD_BYTES)) && reg.backend instanceof LocalBackend;
   if (!pooled) {
     return {
       store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(reg.reader, parentChunk, reg.config.maxChainDepth), level, reg.reader),
@@ -91,7 +91,7 @@ function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
       close: async () => undefined,
     };
   }
-  const pool = new WorkerPool({ root: (reg.backend as LocalBackend).root, maxChainDepth: reg.config.maxChainDepth }, defaultPoolSize('encode'));
+  const pool = new WorkerPool({ root: (reg.backend as LocalBackend).root, maxChainDepth: reg.config.maxChainDepth }, defaultPoolSize('encode', reg.settings.threads));
   return {
     store: async (raw, dtype, parentChunk) => {
       const r = await pool.run({ kind: 'encode', raw, dtype, parentChunk, level }, [raw.buffer as ArrayBuffer]);
@@ -135,7 +135,7 @@ interface PackPlan {
 
 /**
  * Which tensors are packed (docs/FORMAT.md §6): non-empty tensors of at most
- * packMaxBytes() bytes, grouped by dtype, when a dtype has at least
+ * `maxBytes` (settings.packBytes) bytes, grouped by dtype, when a dtype has at least
  * PACK_MIN_TENSORS of them. A tensor whose parent namesake is chunked on its
  * own with the same element count stays unpacked, so a registry written
  * before packs keeps delta-coding (and deduplicating) its small tensors
@@ -144,10 +144,9 @@ interface PackPlan {
  * tensor, when that pack has as many elements (a bf16 copy of an f32 model
  * lines up element for element, as its tensors do).
  */
-function planPacks(header: SafetensorsHeader, related: ReturnType<typeof tensorsByName>, chunkElements: number): PackPlan {
+function planPacks(header: SafetensorsHeader, related: ReturnType<typeof tensorsByName>, chunkElements: number, maxBytes: number): PackPlan {
   const n = header.tensors.length;
   const plan: PackPlan = { packs: [], packOf: new Int32Array(n).fill(-1), packAt: new Float64Array(n) };
-  const maxBytes = packMaxBytes();
   if (maxBytes === 0) return plan;
   const candidates = new Map<string, number[]>();
   for (const [i, t] of header.tensors.entries()) {
@@ -228,7 +227,7 @@ async function storeSafetensors(
   const headerRef = await storeBlob(reg, header.headerBytes, level, counters);
   progress(header.headerBytes.length);
   const n = header.tensors.length;
-  const plan = planPacks(header, related, chunkElements);
+  const plan = planPacks(header, related, chunkElements, reg.settings.packBytes);
   const digests: string[] = new Array<string>(n).fill(EMPTY_SHA256);
   const chunkLists: string[][] = new Array<string[]>(n);
   const fh = await fsCall('open', path, () => open(path, 'r'));

@@ -11,7 +11,8 @@ import { LocalBackend } from '../store/local-backend.js';
 import { addVersion, planSource, type AddOptions, type AddResult } from './add-version.js';
 import { CONFIG_KEY, type RegistryConfig } from './config.js';
 import { LEASES_DIR, LOCK_KEY, LOCKS_DIR } from './lease.js';
-import { Registry, type InitOptions } from './registry.js';
+import { Registry, type InitOptions, type OpenOptions } from './registry.js';
+import { resolveSettings } from './settings.js';
 
 /** What an interrupted init may have left, and nothing else. */
 const OWN_ENTRIES = new Set([CONFIG_KEY, 'objects', 'versions', 'tmp', LOCK_KEY, LOCKS_DIR, LEASES_DIR]);
@@ -34,8 +35,9 @@ function refuseDifferentOptions(dir: string, stored: RegistryConfig, opts: InitO
   }
 }
 
-export async function initRegistry(dir: string, basePath: string, opts: InitOptions & Omit<AddOptions, 'parent'> = {}): Promise<{ registry: Registry; base: AddResult }> {
+export async function initRegistry(dir: string, basePath: string, opts: InitOptions & OpenOptions & Omit<AddOptions, 'parent'> = {}): Promise<{ registry: Registry; base: AddResult }> {
   const config = Registry.newConfig(opts); // option errors before touching the disk
+  resolveSettings(opts.settings);
   const plan = await planSource(basePath); // a bad base (file or model directory) is refused before the directory is touched
   const st = await stat(dir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new At1Error('E_INPUT', `${dir} exists and is not a directory`);
@@ -49,11 +51,11 @@ export async function initRegistry(dir: string, basePath: string, opts: InitOpti
   }
   const backend = new LocalBackend(dir);
   if ((await backend.size(CONFIG_KEY)) !== undefined) {
-    registry = await Registry.openBackend(backend);
+    registry = await Registry.openBackend(backend, opts);
     if ((await registry.versionNames()).length > 0) throw new At1Error('E_EXISTS', `${dir} is already a registry`);
     refuseDifferentOptions(dir, registry.config, opts);
   } else {
-    registry = await Registry.create(backend, config);
+    registry = await Registry.create(backend, config, opts);
   }
   const base = await addVersion(registry, basePath, { ...opts, parentName: null, plan });
   return { registry, base };
