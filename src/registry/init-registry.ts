@@ -8,7 +8,7 @@
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { At1Error } from '../errors.js';
 import { LocalBackend } from '../store/local-backend.js';
-import { addVersion, planSource, type AddOptions, type AddResult } from './add-version.js';
+import { addVersion, closePlan, planInput, planSource, type SourcePlan, type AddOptions, type AddResult } from './add-version.js';
 import { CONFIG_KEY, type RegistryConfig } from './config.js';
 import { LEASES_DIR, LOCK_KEY, LOCKS_DIR } from './lease.js';
 import { Registry, type InitOptions, type OpenOptions } from './registry.js';
@@ -38,7 +38,16 @@ function refuseDifferentOptions(dir: string, stored: RegistryConfig, opts: InitO
 export async function initRegistry(dir: string, basePath: string, opts: InitOptions & OpenOptions & Omit<AddOptions, 'parent'> = {}): Promise<{ registry: Registry; base: AddResult }> {
   const config = Registry.newConfig(opts); // option errors before touching the disk
   resolveSettings(opts.settings);
-  const plan = await planSource(basePath); // a bad base (file or model directory) is refused before the directory is touched
+  // A bad base (file or model directory) is refused before the directory is touched.
+  const plan = opts.input ? await planInput(opts.input, basePath) : await planSource(basePath);
+  try {
+    return await initWithPlan(dir, basePath, config, plan, opts);
+  } finally {
+    if (!opts.input) await closePlan(plan); // the inputs planning opened; a caller's input stays the caller's
+  }
+}
+
+async function initWithPlan(dir: string, basePath: string, config: RegistryConfig, plan: SourcePlan, opts: InitOptions & OpenOptions & Omit<AddOptions, 'parent'>): Promise<{ registry: Registry; base: AddResult }> {
   const st = await stat(dir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new At1Error('E_INPUT', `${dir} exists and is not a directory`);
   let registry: Registry;
