@@ -64,8 +64,3 @@ export function resolveSettings(given: Partial<RegistrySettings> = {}): Registry
   if (!wholeNumber(s.gcGraceMs, 0)) bad('gcGraceMs', 'a whole number of milliseconds');
   return s;
 }
-
-/** Whether work of `totalBytes` runs on worker threads, given the mode and the size from which 'auto' uses them. */
-export function useWorkers(mode: WorkersMode, totalBytes: number, thresholdBytes: number): boolean {
-  return mode === 'always' || (mode === 'auto' && totalBytes >= thresholdBytes);
-}
