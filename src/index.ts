@@ -1,20 +1,61 @@
 /**
- * at1's library API. The CLI is a thin layer over exactly these calls.
+ * at1's library API. The CLI is a thin layer over exactly these calls: it
+ * imports nothing else from the library (test/cli-imports.test.ts).
  *
  *   const { registry } = await initRegistry('models/', 'base.safetensors');
  *   await add(registry, 'ft.safetensors', { name: 'ft' });
  *   await getVersion(registry, 'ft', 'out.safetensors');
  *   const report = await verifyRegistry(registry, undefined);
  *   const listing = await listRegistry(registry);
+ *
+ * Run-time settings (pack threshold, lease timings, worker threads, gc
+ * grace) are options of Registry.open / initRegistry (`{ settings }`), kept
+ * on the registry as `reg.settings`; the library never reads process.env.
  */
 export { At1Error, IntegrityError, type ErrorCode } from './errors.js';
-export { Registry, type InitOptions } from './registry/registry.js';
+
+// Registries: open, create, settings.
+export { Registry, type InitOptions, type OpenOptions } from './registry/registry.js';
 export { initRegistry } from './registry/init-registry.js';
+export { DEFAULT_SETTINGS, MAX_THREADS, MIN_LEASE_MS, resolveSettings, type RegistrySettings, type WorkersMode } from './registry/settings.js';
+export type { RegistryConfig } from './registry/config.js';
+export type { Level } from './codec/types.js';
+
+// Versions: add, get, stream, verify, list, rm, gc, fsck.
 export { add } from './registry/add.js';
-export { getVersion, streamVersion, readFile as readVersionFile, readTensor, type GetResult } from './registry/restore.js';
+export type { AddOptions, AddResult } from './registry/add-version.js';
+export type { ParentEstimate } from './registry/reference.js';
+export { getVersion, streamVersion, readFile as readVersionFile, readTensor, type GetOptions, type GetResult } from './registry/restore.js';
 export { verifyRegistry, type VerifyReport, type VersionVerdict, type VerifyFailure } from './registry/verify.js';
 export { listRegistry, type FamilyListing, type VersionRow } from './registry/list.js';
-export { findTensor, readTensorRange, readTensorBytes, rowRange, tensorsOf, typedView, toFloat32, type TensorLocation, type ByteRange } from './registry/tensor-access.js';
+export { removeVersion, type RemoveOptions, type RemoveResult } from './registry/remove.js';
+export { gcRegistry, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult } from './registry/gc.js';
+export { fsckRegistry, type FsckOptions, type FsckProblem, type FsckReport } from './registry/fsck.js';
+
+// Tensors: find, read, list.
+export {
+  findTensor,
+  readTensorRange,
+  readTensorBytes,
+  rowRange,
+  tensorsOf,
+  tensorObjects,
+  tensorStoredBytes,
+  typedView,
+  toFloat32,
+  type TensorLocation,
+  type ByteRange,
+  type TypedView,
+} from './registry/tensor-access.js';
 export type { VersionManifest, TensorEntry, FileEntry } from './registry/manifest.js';
 export type { ProgressEvent, ProgressFn } from './registry/progress.js';
-export { readSafetensorsHeader, serializeSafetensors, SafetensorsError } from './format/safetensors.js';
+
+// Inputs and formats.
+export { openFileSource, bytesSource, type InputSource, type ReadOptions } from './format/input-source.js';
+export { readSafetensorsHeader, readSafetensorsHeaderFrom, parseSafetensorsHeader, serializeSafetensors, SafetensorsError, type SafetensorsHeader, type TensorInfo, type TensorToWrite } from './format/safetensors.js';
+export { npyHeader, npyData } from './format/npy.js';
+
+// Writing outputs safely (used by `get --out` and `tensor get --out`).
+export { AtomicFileWriter, removeStaleTemps } from './util/atomic-file.js';
+export { checkOutputPath, type OutputCheck, type CheckedOutput } from './util/output-path.js';
+export { errnoOf, fsError } from './util/fs-errors.js';

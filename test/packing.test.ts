@@ -65,18 +65,6 @@ function diskUsage(dir: string): { apparent: number; allocated: number; files: n
   return { apparent, allocated, files };
 }
 
-async function withPackBytes<T>(value: string | undefined, fn: () => Promise<T>): Promise<T> {
-  const before = process.env.AT1_PACK_BYTES;
-  if (value === undefined) delete process.env.AT1_PACK_BYTES;
-  else process.env.AT1_PACK_BYTES = value;
-  try {
-    return await fn();
-  } finally {
-    if (before === undefined) delete process.env.AT1_PACK_BYTES;
-    else process.env.AT1_PACK_BYTES = before;
-  }
-}
-
 function fileOf(m: { files: unknown[] }): SafetensorsFile {
   const f = m.files[0] as SafetensorsFile;
   assert.equal(f.kind, 'safetensors');
@@ -109,7 +97,7 @@ test('5,000 one-element tensors: packed into a few objects, restored byte-exact,
   assert.equal((await registry.store.list()).size, 4);
   // The same file without packs: one object per tensor, each at least a disk block.
   const plainDir = join(work, 'plain');
-  await withPackBytes('0', () => initRegistry(plainDir, input));
+  await initRegistry(plainDir, input, { settings: { packBytes: 0 } });
   const plain = diskUsage(plainDir);
   t.diagnostic(`file ${bytes.length} B; packed registry ${packed.apparent} B in files, ${packed.allocated} B allocated, ${packed.files} files; unpacked ${plain.apparent} B, ${plain.allocated} B allocated, ${plain.files} files`);
   assert.ok(packed.files <= 8, `${packed.files} files`);
@@ -236,10 +224,9 @@ test('small tensors of three dtypes alternating in data order, 8-element chunks,
   const file = join(work, 'mixed.safetensors');
   const bytes = craftSafetensors(`{${entries.join(',')}}`, new Uint8Array(Buffer.concat(parts)));
   writeFileSync(file, bytes);
-  const before = process.env.AT1_WORKERS;
-  process.env.AT1_WORKERS = '1';
-  try {
-    const { registry, base } = await initRegistry(join(work, 'reg'), file, { chunkElements: 8 });
+  const settings = { workers: 'always' } as const; // the pooled path on small data
+  {
+    const { registry, base } = await initRegistry(join(work, 'reg'), file, { chunkElements: 8, settings });
     const f = fileOf(base.manifest);
     assert.deepEqual(f.packs!.map((k) => [k.dtype, k.chunks.length]), [['F32', Math.ceil((98 * 3) / 8)], ['BF16', Math.ceil((98 * 5) / 8)], ['U8', Math.ceil((98 * 7) / 8)]]);
     assert.equal(f.tensors.filter((x) => !x.pack).length, 6, 'the six 8000-byte tensors are chunked on their own');
@@ -248,12 +235,9 @@ test('small tensors of three dtypes alternating in data order, 8-element chunks,
     assert.deepEqual(readFileSync(out), Buffer.from(bytes));
     assert.equal((await verifyRegistry(registry, 'mixed')).ok, true);
     for (const name of ['m.000', 'm.001', 'm.002', 'm.049', 'm.148', 'm.299']) {
-      const reg = await Registry.open(join(work, 'reg'));
+      const reg = await Registry.open(join(work, 'reg'), { settings });
       assert.deepEqual(Buffer.from(await readTensorBytes(reg, await findTensor(reg, 'mixed', name))), Buffer.from(want.get(name)!), name);
     }
-  } finally {
-    if (before === undefined) delete process.env.AT1_WORKERS;
-    else process.env.AT1_WORKERS = before;
   }
 });
 
@@ -367,7 +351,7 @@ test('manifest versions: packs need format version 2; a version 1 manifest ignor
   writeFileSync(small, subset('base'));
   for (const [env, version] of [['0', 1], [undefined, 2]] as const) {
     const dir = join(work, `small-${env ?? 'default'}`);
-    const { base } = await withPackBytes(env, () => initRegistry(dir, small));
+    const { base } = await initRegistry(dir, small, env === undefined ? {} : { settings: { packBytes: Number(env) } });
     assert.equal(fileOf(base.manifest).packs?.length, version === 2 ? 1 : undefined);
     assert.equal((JSON.parse(readFileSync(join(dir, 'versions', 'small.json'), 'utf8')) as { formatVersion: number }).formatVersion, version);
   }

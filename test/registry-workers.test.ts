@@ -8,11 +8,9 @@ import { objectKey } from '../src/store/object-store.js';
 import { EMBEDDED, family, sha256File, tempDir } from './helpers.js';
 
 test('pooled add, get and verify: byte-exact, and damage named by tensor', async (t) => {
-  process.env.AT1_WORKERS = '1';
-  t.after(() => delete process.env.AT1_WORKERS);
   const work = tempDir(t);
   const regDir = join(work, 'reg');
-  const { registry } = await initRegistry(regDir, join(EMBEDDED, 'base.safetensors'), { chunkElements: 8192 });
+  const { registry } = await initRegistry(regDir, join(EMBEDDED, 'base.safetensors'), { chunkElements: 8192, settings: { workers: 'always' } });
   const r = await add(registry, join(EMBEDDED, 'prose-step0025.safetensors'));
   assert.equal(r.manifest.parent, 'base');
   assert.ok(r.storedBytes < 0.5 * r.manifest.stats.rawBytes, 'encoded as a delta by the workers');

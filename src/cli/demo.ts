@@ -10,11 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { add } from '../registry/add.js';
-import { initRegistry } from '../registry/init-registry.js';
-import { listRegistry } from '../registry/list.js';
-import { getVersion } from '../registry/restore.js';
-import { verifyRegistry } from '../registry/verify.js';
+import { add, getVersion, initRegistry, listRegistry, verifyRegistry } from '../index.js';
+import { cliOpenOptions } from './env.js';
 import { EMBEDDED_FAMILY_DIR, loadFamily } from './family.js';
 import { EXIT, printJson, say } from './output.js';
 import { printListing, printVerify } from './registry-commands.js';
@@ -41,7 +38,7 @@ export function demoCommand(): Command {
         const [base, ...rest] = family.versions;
         if (!base) throw new Error(`${family.dir}: family.json lists no versions`);
         log(`# at1 demo: family ${family.name} (${family.versions.length} versions) -> registry ${dir}`);
-        const { registry } = await initRegistry(dir, join(family.dir, base.file), { name: base.name });
+        const { registry } = await initRegistry(dir, join(family.dir, base.file), { name: base.name, ...cliOpenOptions() });
         log(`$ at1 registry init ${base.file} ${dir}`);
         for (const v of rest) {
           const r = await add(registry, join(family.dir, v.file), { name: v.name, parent: v.parent ?? undefined });

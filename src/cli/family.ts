@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { At1Error } from '../errors.js';
+import { At1Error } from '../index.js';
 
 export interface FamilyVersion {
   name: string;

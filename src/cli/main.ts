@@ -1,7 +1,6 @@
 /** The at1 command line: parse, run, and turn errors into one clear line and an exit code. */
 import { Command } from 'commander';
-import { At1Error } from '../errors.js';
-import { errnoOf, fsError } from '../util/fs-errors.js';
+import { At1Error, errnoOf, fsError } from '../index.js';
 import { registryCommand } from './registry-commands.js';
 import { demoCommand } from './demo.js';
 import { tensorCommand } from './tensor-commands.js';

@@ -4,8 +4,7 @@
  * --json, so pipes and scripts see clean output.
  */
 import cliProgress from 'cli-progress';
-import { At1Error } from '../errors.js';
-import type { ProgressFn } from '../registry/progress.js';
+import { At1Error, type ProgressFn } from '../index.js';
 
 export interface OutputOptions {
   json?: boolean;

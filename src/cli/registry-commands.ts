@@ -1,15 +1,7 @@
 /** `at1 registry …`: init, add, get, verify, list. Each is a thin wrapper over the library call of the same name. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { add } from '../registry/add.js';
-import { initRegistry } from '../registry/init-registry.js';
-import { listRegistry, type FamilyListing } from '../registry/list.js';
-import { Registry } from '../registry/registry.js';
-import { getVersion } from '../registry/restore.js';
-import { verifyRegistry, type VerifyReport } from '../registry/verify.js';
-import { removeVersion } from '../registry/remove.js';
-import { gcRegistry, type GcResult } from '../registry/gc.js';
-import { fsckRegistry, type FsckReport } from '../registry/fsck.js';
-import type { Level } from '../codec/types.js';
+import { add, fsckRegistry, gcRegistry, getVersion, initRegistry, listRegistry, Registry, removeVersion, verifyRegistry, type FamilyListing, type FsckReport, type GcResult, type Level, type VerifyReport } from '../index.js';
+import { cliOpenOptions } from './env.js';
 import { displayName, escapeControl, EXIT, formatBytes, printJson, progressBar, say, table } from './output.js';
 
 function intArg(v: string): number {
@@ -70,7 +62,7 @@ export function registryCommand(): Command {
     .action(async (base: string, dir: string, o: { name?: string; chunkElements?: number; maxChainDepth?: number; level?: Level; json?: boolean }) => {
       const p = progressBar(o);
       try {
-        const { base: r } = await initRegistry(dir, base, { name: o.name, chunkElements: o.chunkElements, maxChainDepth: o.maxChainDepth, level: o.level, onProgress: p.onProgress });
+        const { base: r } = await initRegistry(dir, base, { name: o.name, chunkElements: o.chunkElements, maxChainDepth: o.maxChainDepth, level: o.level, onProgress: p.onProgress, ...cliOpenOptions() });
         p.stop();
         const m = r.manifest;
         if (o.json) printJson({ registry: dir, base: m.name, rawBytes: m.stats.rawBytes, storedBytes: r.storedBytes, ratio: r.storedBytes / m.stats.rawBytes });
@@ -90,7 +82,7 @@ export function registryCommand(): Command {
     .addOption(levelOption())
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, file: string, o: { name?: string; parent?: string; level?: Level; json?: boolean }) => {
-      const registry = await Registry.open(dir);
+      const registry = await Registry.open(dir, cliOpenOptions());
       const p = progressBar(o);
       try {
         const r = await add(registry, file, { name: o.name, parent: o.parent, level: o.level, onProgress: p.onProgress });
@@ -111,7 +103,7 @@ export function registryCommand(): Command {
     .requiredOption('--out <path>', 'where to write the restored file, or the directory for a model-directory version (written atomically)')
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, name: string, o: { out: string; json?: boolean }) => {
-      const registry = await Registry.open(dir);
+      const registry = await Registry.open(dir, cliOpenOptions());
       const p = progressBar(o);
       try {
         const r = await getVersion(registry, name, o.out, { onProgress: p.onProgress });
@@ -134,7 +126,7 @@ export function registryCommand(): Command {
     .argument('[name]', 'one version (default: every version)')
     .option('--json', 'print the report as JSON')
     .action(async (dir: string, name: string | undefined, o: { json?: boolean }) => {
-      const registry = await Registry.open(dir);
+      const registry = await Registry.open(dir, cliOpenOptions());
       const p = progressBar(o);
       let report: VerifyReport;
       try {
@@ -153,7 +145,7 @@ export function registryCommand(): Command {
     .argument('<dir>', 'the registry')
     .option('--json', 'print the listing as JSON')
     .action(async (dir: string, o: { json?: boolean }) => {
-      const l = await listRegistry(await Registry.open(dir));
+      const l = await listRegistry(await Registry.open(dir, cliOpenOptions()));
       if (o.json) printJson(l);
       else printListing(l);
     });
@@ -166,7 +158,7 @@ export function registryCommand(): Command {
     .option('--rebase', 're-encode the versions coded against it against another relative first (verified before anything is deleted)')
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, name: string, o: { rebase?: boolean; json?: boolean }) => {
-      const r = await removeVersion(await Registry.open(dir), name, { rebase: o.rebase });
+      const r = await removeVersion(await Registry.open(dir, cliOpenOptions()), name, { rebase: o.rebase });
       if (o.json) return printJson(r);
       if (r.rebasedObjects > 0) say(`re-encoded ${r.rebasedObjects} objects of ${r.rebasedVersions.join(', ')} against other relatives`);
       say(`removed ${name}; freed ${r.gc.removedBytes} bytes (${r.gc.removedObjects} objects)`);
@@ -180,7 +172,7 @@ export function registryCommand(): Command {
     .option('--grace <duration>', 'keep unneeded objects younger than this, e.g. 0, 90s, 15m, 2h (default 15m: a writer that lost its lock may still need them)', durationArg)
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, o: { grace?: number; json?: boolean }) => {
-      const r = await gcRegistry(await Registry.open(dir), { graceMs: o.grace });
+      const r = await gcRegistry(await Registry.open(dir, cliOpenOptions()), { graceMs: o.grace });
       if (o.json) return printJson(r);
       say(`gc: removed ${r.removedObjects} objects (${r.removedBytes} bytes) and ${r.removedLeftovers} leftover files; ${r.keptObjects} objects in use`);
       printKept(r);
@@ -196,7 +188,7 @@ export function registryCommand(): Command {
       const p = progressBar(o);
       let r: FsckReport;
       try {
-        r = await fsckRegistry(dir, { readData: o.readData, onProgress: p.onProgress });
+        r = await fsckRegistry(dir, { readData: o.readData, onProgress: p.onProgress, ...cliOpenOptions() });
       } finally {
         p.stop();
       }

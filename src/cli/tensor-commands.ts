@@ -1,11 +1,7 @@
 /** `at1 tensor …`: list a version's tensors; get one tensor, or a row or byte range of it, as raw bytes or .npy. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { At1Error } from '../errors.js';
-import { npyData, npyHeader } from '../format/npy.js';
-import { Registry } from '../registry/registry.js';
-import { findTensor, readTensorRange, rowRange, tensorObjects, tensorsOf, tensorStoredBytes, type ByteRange } from '../registry/tensor-access.js';
-import { AtomicFileWriter, removeStaleTemps } from '../util/atomic-file.js';
-import { checkOutputPath } from '../util/output-path.js';
+import { AtomicFileWriter, At1Error, checkOutputPath, findTensor, npyData, npyHeader, readTensorRange, Registry, removeStaleTemps, rowRange, tensorObjects, tensorsOf, tensorStoredBytes, type ByteRange } from '../index.js';
+import { cliOpenOptions } from './env.js';
 import { displayName, escapeControl, printJson, say, table } from './output.js';
 
 function rangeArg(v: string): [number, number] {
@@ -24,7 +20,7 @@ export function tensorCommand(): Command {
     .argument('<version>', 'the version')
     .option('--json', 'print the list as JSON')
     .action(async (dir: string, version: string, o: { json?: boolean }) => {
-      const reg = await Registry.open(dir);
+      const reg = await Registry.open(dir, cliOpenOptions());
       const sizes = await reg.store.list();
       const rows = tensorsOf(await reg.manifest(version)).map(({ file, tensor: t }) => ({
         name: t.name,
@@ -58,7 +54,7 @@ export function tensorCommand(): Command {
     .action(async (dir: string, version: string, name: string, o: { out: string; format: 'raw' | 'npy'; rows?: [number, number]; bytes?: [number, number]; json?: boolean }) => {
       if (o.rows && o.bytes) throw new At1Error('E_INPUT', 'give --rows or --bytes, not both');
       if (o.bytes && o.format === 'npy') throw new At1Error('E_INPUT', '--bytes gives no shape: use --rows with --format npy, or --format raw');
-      const reg = await Registry.open(dir);
+      const reg = await Registry.open(dir, cliOpenOptions());
       // Every output check before anything is read or decoded.
       const checked = await checkOutputPath(o.out, { kind: 'file', registryRoot: reg.location });
       // One reader lease from finding the tensor to its last byte: gc and rm leave what this read needs.

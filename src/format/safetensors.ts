@@ -39,9 +39,7 @@
  * "Plain integer" means the JSON token is digits only: no sign, fraction or
  * exponent (1e3, 3.0 and -0 are refused), so the value is exact.
  */
-import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
-import { fsCall, fsError } from '../util/fs-errors.js';
+import { openFileSource, type InputSource, type ReadOptions } from './input-source.js';
 import { At1Error } from '../errors.js';
 import { dtypeInfo } from './dtype.js';
 import { JsonNumber, StrictJsonError, parseJsonObjectMembers, type JsonValue } from './strict-json.js';
@@ -126,7 +124,7 @@ function q(s: string): string {
 // ---------------------------------------------------------------- reading
 
 /**
- * Rules 1 and 2 from the 8-byte prefix alone, so readSafetensorsHeader can
+ * Rules 1 and 2 from the 8-byte prefix alone, so readSafetensorsHeaderFrom can
  * refuse a hostile N before allocating N bytes. Returns N.
  */
 function checkLengthPrefix(prefix: Uint8Array, fileSize: number, file: string): number {
@@ -389,43 +387,29 @@ function checkLayout(tensors: TensorInfo[], file: string): void {
   }
 }
 
-/** Read exactly `length` bytes at `position` into `buf` at `offset`; fewer means the file shrank under us. */
-async function readFully(fh: FileHandle, buf: Uint8Array, offset: number, length: number, position: number, file: string): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fsCall('read', file, () => fh.read(buf, offset + done, length - done, position + done));
-    if (bytesRead === 0) throw new At1Error('E_IO', `${file}: the file ended at byte ${position + done} while reading its header (changed while reading?)`);
-    done += bytesRead;
-  }
+/**
+ * Read and check the header of a safetensors input (models are 100 GB:
+ * never the whole input). N is checked against the cap and the real size
+ * before N bytes are read; rule 9 is checked against the real size. The
+ * source stays open (the caller goes on to read the tensors through it).
+ */
+export async function readSafetensorsHeaderFrom(source: InputSource, opts: ReadOptions = {}): Promise<SafetensorsHeader> {
+  const fileSize = source.size;
+  const prefix = fileSize >= 8 ? await source.readRange(0, 8, opts) : new Uint8Array(8);
+  const n = checkLengthPrefix(prefix, fileSize, source.name); // throws S1/S2 before any big allocation
+  const buf = new Uint8Array(8 + n);
+  buf.set(prefix);
+  if (n > 0) buf.set(await source.readRange(8, n, opts), 8);
+  return parseSafetensorsHeader(buf, fileSize, source.name);
 }
 
-/**
- * Open a file and read only its header (models are 100 GB: never the whole
- * file). N is checked against the cap and the real size before N bytes are
- * allocated; rule 9 is checked against the real size.
- */
+/** Open a file, read only its header, close it (readSafetensorsHeaderFrom on an openFileSource). */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
-  let fh: FileHandle;
+  const source = await openFileSource(path);
   try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK); // non-blocking: a FIFO is refused below instead of hanging the open
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new At1Error('E_NOT_FOUND', `${path}: no such file`, { cause: e });
-    throw fsError(e, 'open', path); // permission denied and the rest: a typed error naming the file
-  }
-  try {
-    const st = await fsCall('inspect', path, () => fh.stat());
-    if (!st.isFile()) throw new At1Error('E_INPUT', `${path}: not a regular file`);
-    const fileSize = st.size;
-    const prefix = new Uint8Array(8);
-    if (fileSize >= 8) await readFully(fh, prefix, 0, 8, 0, path);
-    const n = checkLengthPrefix(prefix, fileSize, path); // throws S1/S2 before any big allocation
-    const buf = new Uint8Array(8 + n);
-    buf.set(prefix);
-    await readFully(fh, buf, 8, n, 8, path);
-    return parseSafetensorsHeader(buf, fileSize, path);
+    return await readSafetensorsHeaderFrom(source);
   } finally {
-    await fh.close();
+    await source.close();
   }
 }
 

@@ -12,7 +12,8 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { At1Error } from '../errors.js';
 import type { Level } from '../codec/types.js';
-import { readSafetensorsHeader, type SafetensorsHeader } from '../format/safetensors.js';
+import { readSafetensorsHeaderFrom, type SafetensorsHeader } from '../format/safetensors.js';
+import { openFileSource, type InputSource } from '../format/input-source.js';
 import { newSha256, sha256Hex } from '../util/hash.js';
 import { fsCall, fsError, isErrno } from '../util/fs-errors.js';
 import { BLOB_CHUNK_BYTES } from './config.js';
@@ -24,8 +25,8 @@ import { orderedMap } from '../util/ordered-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
 import { MANIFEST_FORMAT, manifestFormatVersion, packHome, packOf, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type PackRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
-import { PACK_MIN_TENSORS, packElements, packMaxBytes } from './packs.js';
-import { checkManifestRules, planModelDir, type PlannedFile } from './model-dir.js';
+import { PACK_MIN_TENSORS, packElements } from './packs.js';
+import { checkManifestRules, closePlannedFiles, planModelDir, type PlannedFile } from './model-dir.js';
 import { checkVersionName, defaultNameFor } from './names.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
@@ -36,6 +37,13 @@ export interface AddOptions {
   parent?: string;
   level?: Level;
   onProgress?: ProgressFn;
+  /**
+   * Read the safetensors file from this source instead of opening `path`
+   * (an upload in memory, an object on S3); `path` then only names it (the
+   * stored file name is its basename, the default version name its stem).
+   * The caller owns the source: add reads it and leaves it open.
+   */
+  input?: InputSource;
 }
 
 export interface AddResult {
@@ -82,8 +90,8 @@ interface ChunkSink {
 }
 
 function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
-  const mode = process.env.AT1_WORKERS;
-  const pooled = (mode === '1' || (mode !== '0' && totalBytes >= POOL_THRESHOLD_BYTES)) && reg.backend instanceof LocalBackend;
+  const mode = reg.settings.workers;
+  const pooled = (mode === 'always' || (mode !== 'never' && totalBytes >= POOL_THRESHOLD_BYTES)) && reg.backend instanceof LocalBackend;
   if (!pooled) {
     return {
       store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(reg.reader, parentChunk, reg.config.maxChainDepth), level, reg.reader),
@@ -91,7 +99,7 @@ function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
       close: async () => undefined,
     };
   }
-  const pool = new WorkerPool({ root: (reg.backend as LocalBackend).root, maxChainDepth: reg.config.maxChainDepth }, defaultPoolSize('encode'));
+  const pool = new WorkerPool({ root: (reg.backend as LocalBackend).root, maxChainDepth: reg.config.maxChainDepth }, defaultPoolSize('encode', reg.settings.threads));
   return {
     store: async (raw, dtype, parentChunk) => {
       const r = await pool.run({ kind: 'encode', raw, dtype, parentChunk, level }, [raw.buffer as ArrayBuffer]);
@@ -135,7 +143,7 @@ interface PackPlan {
 
 /**
  * Which tensors are packed (docs/FORMAT.md §6): non-empty tensors of at most
- * packMaxBytes() bytes, grouped by dtype, when a dtype has at least
+ * `maxBytes` (settings.packBytes) bytes, grouped by dtype, when a dtype has at least
  * PACK_MIN_TENSORS of them. A tensor whose parent namesake is chunked on its
  * own with the same element count stays unpacked, so a registry written
  * before packs keeps delta-coding (and deduplicating) its small tensors
@@ -144,10 +152,9 @@ interface PackPlan {
  * tensor, when that pack has as many elements (a bf16 copy of an f32 model
  * lines up element for element, as its tensors do).
  */
-function planPacks(header: SafetensorsHeader, related: ReturnType<typeof tensorsByName>, chunkElements: number): PackPlan {
+function planPacks(header: SafetensorsHeader, related: ReturnType<typeof tensorsByName>, chunkElements: number, maxBytes: number): PackPlan {
   const n = header.tensors.length;
   const plan: PackPlan = { packs: [], packOf: new Int32Array(n).fill(-1), packAt: new Float64Array(n) };
-  const maxBytes = packMaxBytes();
   if (maxBytes === 0) return plan;
   const candidates = new Map<string, number[]>();
   for (const [i, t] of header.tensors.entries()) {
@@ -215,7 +222,7 @@ function* readJobs(header: SafetensorsHeader, plan: PackPlan, related: ReturnTyp
  */
 async function storeSafetensors(
   reg: Registry,
-  path: string,
+  input: InputSource,
   relPath: string,
   header: SafetensorsHeader,
   related: ReturnType<typeof tensorsByName>,
@@ -228,10 +235,9 @@ async function storeSafetensors(
   const headerRef = await storeBlob(reg, header.headerBytes, level, counters);
   progress(header.headerBytes.length);
   const n = header.tensors.length;
-  const plan = planPacks(header, related, chunkElements);
+  const plan = planPacks(header, related, chunkElements, reg.settings.packBytes);
   const digests: string[] = new Array<string>(n).fill(EMPTY_SHA256);
   const chunkLists: string[][] = new Array<string[]>(n);
-  const fh = await fsCall('open', path, () => open(path, 'r'));
   const sink = chunkSink(reg, level, header.fileSize);
   const pending: { stored: Promise<StoredChunk>; done: (r: StoredChunk) => void }[] = [];
   const settle = async (): Promise<void> => {
@@ -277,7 +283,7 @@ async function storeSafetensors(
       async (job) => {
         const begin = job.kind === 'chunk' ? header.tensors[job.tensor]!.begin + job.span.offset : job.begin;
         const length = job.kind === 'chunk' ? job.span.length : job.length;
-        return { job, raw: await readExactly(fh, length, header.dataStart + begin, path) };
+        return { job, raw: await input.readRange(header.dataStart + begin, length) };
       },
       3,
     );
@@ -311,10 +317,8 @@ async function storeSafetensors(
   } finally {
     await Promise.allSettled(pending.map((p) => p.stored));
     await sink.close();
-    await fh.close();
   }
-  const after = await fsCall('inspect', path, () => stat(path));
-  if (after.size !== header.fileSize) throw new At1Error('E_INPUT', `${path} changed size while it was being read; nothing was added`);
+  await input.checkUnchanged?.(); // a file that changed size while it was read: nothing is added
   const tensors: TensorEntry[] = new Array<TensorEntry>(n);
   for (let i = 0; i < n; i++) {
     const t = header.tensors[i]!;
@@ -350,10 +354,32 @@ async function storeBlobFile(reg: Registry, f: PlannedFile, level: Level, counte
   return { kind: 'blob', path: f.path, size: f.size, sha256: hash.digest('hex'), chunkBytes: BLOB_CHUNK_BYTES, chunks };
 }
 
-/** What an add reads: one safetensors file, or every file of a model directory. Validated completely before any write. */
+/**
+ * What an add reads: one safetensors file, or every file of a model
+ * directory. Validated completely before any write. Each safetensors file's
+ * input is opened once, here, and read again by the add: close the plan
+ * (closePlan) when done with it.
+ */
 export interface SourcePlan {
   layout: 'file' | 'directory';
   files: PlannedFile[];
+}
+
+function inputOf(f: PlannedFile): InputSource {
+  if (!f.input) throw new At1Error('E_INPUT', `internal error: ${f.abs} was planned without its input open; nothing was added (please report this)`);
+  return f.input;
+}
+
+export function closePlan(plan: SourcePlan): Promise<void> {
+  return closePlannedFiles(plan.files);
+}
+
+/** The plan for one safetensors file read from `input` (named `path`); every format rule checked before anything is written. */
+export async function planInput(input: InputSource, path: string): Promise<SourcePlan> {
+  const header = await readSafetensorsHeaderFrom(input);
+  const plan: SourcePlan = { layout: 'file', files: [{ path: basename(path), abs: input.name, size: header.fileSize, header, input }] };
+  checkManifestRules(plan.files);
+  return plan;
 }
 
 export async function planSource(path: string): Promise<SourcePlan> {
@@ -366,10 +392,20 @@ export async function planSource(path: string): Promise<SourcePlan> {
   if (st.isDirectory()) plan = { layout: 'directory', files: (await planModelDir(path)).files };
   else if (!st.isFile()) throw new At1Error('E_INPUT', `${path} is neither a regular file nor a directory; nothing was added`);
   else {
-    const header = await readSafetensorsHeader(path); // every format rule checked before anything is written
-    plan = { layout: 'file', files: [{ path: basename(path), abs: path, size: header.fileSize, header }] };
+    const input = await openFileSource(path); // opened once: the header here, the tensors in the add
+    try {
+      return await planInput(input, path);
+    } catch (e) {
+      await input.close();
+      throw e;
+    }
   }
-  checkManifestRules(plan.files); // every limit the manifest parser enforces, checked before the lock and any write
+  try {
+    checkManifestRules(plan.files); // every limit the manifest parser enforces, checked before the lock and any write
+  } catch (e) {
+    await closePlan(plan);
+    throw e;
+  }
   return plan;
 }
 
@@ -382,7 +418,16 @@ export async function planSource(path: string): Promise<SourcePlan> {
 export async function addVersion(reg: Registry, path: string, opts: AddOptions & { parentName: string | null | undefined; plan?: SourcePlan }): Promise<AddResult> {
   const name = opts.name ?? defaultNameFor(path);
   checkVersionName(name);
-  const source = opts.plan ?? (await planSource(path));
+  const ownPlan = opts.plan === undefined ? (opts.input ? await planInput(opts.input, path) : await planSource(path)) : undefined;
+  const source = opts.plan ?? ownPlan!;
+  try {
+    return await addPlanned(reg, name, source, opts);
+  } finally {
+    if (ownPlan && !opts.input) await closePlan(ownPlan); // what this add opened; a caller's plan or input stays the caller's
+  }
+}
+
+async function addPlanned(reg: Registry, name: string, source: SourcePlan, opts: AddOptions & { parentName: string | null | undefined }): Promise<AddResult> {
   const level = opts.level ?? reg.config.level;
   const total = source.files.reduce((a, f) => a + f.size, 0);
   const lock = await reg.lock(`add ${name}`);
@@ -390,7 +435,7 @@ export async function addVersion(reg: Registry, path: string, opts: AddOptions &
     if (await reg.hasVersion(name)) throw new At1Error('E_EXISTS', `version ${JSON.stringify(name)} already exists in ${reg.location}; choose another --name`);
     let estimates: ParentEstimate[] = [];
     let parentName = opts.parentName;
-    const tensorFiles = source.files.filter((f): f is PlannedFile & { header: SafetensorsHeader } => f.header !== undefined);
+    const tensorFiles = source.files.filter((f): f is PlannedFile & { header: SafetensorsHeader; input: InputSource } => f.header !== undefined && inputOf(f) !== undefined);
     if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, tensorFiles, level));
     const parent = parentName === null ? undefined : await reg.manifest(parentName);
     const related = tensorsByName(parent); // by tensor name across all the parent's files: a tensor that moved shard still finds its relative
@@ -403,7 +448,7 @@ export async function addVersion(reg: Registry, path: string, opts: AddOptions &
     };
     const files: FileEntry[] = [];
     for (const f of source.files) {
-      files.push(f.header ? await storeSafetensors(reg, f.abs, f.path, f.header, related, level, counters, progress) : await storeBlobFile(reg, f, level, counters, progress));
+      files.push(f.header ? await storeSafetensors(reg, inputOf(f), f.path, f.header, related, level, counters, progress) : await storeBlobFile(reg, f, level, counters, progress));
     }
     const manifest: VersionManifest = {
       format: MANIFEST_FORMAT,

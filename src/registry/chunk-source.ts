@@ -4,7 +4,7 @@
  * once. Either way every chunk returned has matched its digest.
  */
 import type { ChunkReader } from './chunk-reader.js';
-import { WorkerPool } from './worker-pool.js';
+import { defaultPoolSize, WorkerPool } from './worker-pool.js';
 import type { Registry } from './registry.js';
 import { LocalBackend } from '../store/local-backend.js';
 
@@ -27,14 +27,14 @@ export const POOL_THRESHOLD_BYTES = 64 << 20;
 
 /**
  * A worker-pool source for large local restores, else the in-process reader.
- * AT1_WORKERS=0 never uses workers; AT1_WORKERS=1 always does (tests use it
+ * settings.workers 'never' never uses workers; 'always' always does (tests use it
  * to run the pooled path on small data).
  */
 export function chunkSource(reg: Registry, reader: ChunkReader, totalBytes: number): ChunkSource {
-  const mode = process.env.AT1_WORKERS;
-  const wanted = mode === '1' || (mode !== '0' && totalBytes >= POOL_THRESHOLD_BYTES);
+  const mode = reg.settings.workers;
+  const wanted = mode === 'always' || (mode !== 'never' && totalBytes >= POOL_THRESHOLD_BYTES);
   if (!wanted || !(reg.backend instanceof LocalBackend)) return readerSource(reader);
-  const pool = new WorkerPool({ root: reg.backend.root, maxChainDepth: reg.config.maxChainDepth });
+  const pool = new WorkerPool({ root: reg.backend.root, maxChainDepth: reg.config.maxChainDepth }, defaultPoolSize('decode', reg.settings.threads));
   const decode = async (digest: string, length: number, verify: boolean): Promise<Uint8Array> => {
     const r = await pool.run({ kind: 'decode', digest, length, verify });
     if (r.kind !== 'decoded') throw new Error('unexpected worker reply');

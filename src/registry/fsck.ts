@@ -19,6 +19,7 @@ import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js
 import { packChunks } from './packs.js';
 import { TMP_DIR } from '../store/local-backend.js';
 import type { ProgressFn } from './progress.js';
+import type { RegistrySettings } from './settings.js';
 
 export interface FsckProblem {
   kind: string;
@@ -41,6 +42,8 @@ export interface FsckReport {
 export interface FsckOptions {
   readData?: boolean;
   onProgress?: ProgressFn;
+  /** Run-time settings of the registry opened (lease timings). */
+  settings?: Partial<RegistrySettings>;
 }
 
 /** Expected raw length of every chunk a manifest names (digest -> length), with what it belongs to. */
@@ -91,7 +94,7 @@ export async function fsckRegistry(dir: string, opts: FsckOptions = {}): Promise
   const report: FsckReport = { status: 'clean', versions: 0, objects: { needed: 0, stored: 0, orphans: 0, orphanBytes: 0, checkedData: 0 }, leftovers: [], strays: [], problems: [] };
   let reg: Registry;
   try {
-    reg = await Registry.open(dir);
+    reg = await Registry.open(dir, { settings: opts.settings });
   } catch (e) {
     report.status = 'unusable';
     report.problems.push({ kind: 'config', message: (e as Error).message });

@@ -25,7 +25,7 @@
 import { At1Error } from '../errors.js';
 import { TMP_DIR } from '../store/local-backend.js';
 import { ChunkReader } from './chunk-reader.js';
-import { envMs, LOCKS_DIR, MAX_CLOCK_SKEW_MS, readerLeases, type Lease, type ReaderLease } from './lease.js';
+import { LOCKS_DIR, MAX_CLOCK_SKEW_MS, readerLeases, type Lease, type ReaderLease } from './lease.js';
 import { reachable } from './reachability.js';
 import type { Registry } from './registry.js';
 
@@ -35,7 +35,7 @@ export const DEFAULT_GC_GRACE_MS = 15 * 60_000;
 export const REMOVED_AT_KEY = `${LOCKS_DIR}/removed-at`;
 
 export interface GcOptions {
-  /** Keep unreachable objects younger than this (default 15 min; AT1_GC_GRACE_MS). 0 only when no writer can be running. */
+  /** Keep unreachable objects younger than this (default: the registry's settings.gcGraceMs, 15 min). 0 only when no writer can be running. */
   graceMs?: number;
 }
 
@@ -116,7 +116,7 @@ export interface SweepOptions extends GcOptions {
 
 /** The sweep itself; the caller holds the writer lock `lease`. */
 export async function sweep(reg: Registry, lease: Lease, opts: SweepOptions = {}): Promise<GcResult> {
-  const graceMs = opts.graceMs ?? envMs('AT1_GC_GRACE_MS', DEFAULT_GC_GRACE_MS);
+  const graceMs = opts.graceMs ?? reg.settings.gcGraceMs;
   const manifests = await reg.manifests(); // throws on any unreadable manifest: never guess what is live
   const { objects, problems } = await reachable(new ChunkReader(reg.store), manifests);
   const broken = problems.filter((p) => p.kind === 'bad-header');

@@ -8,10 +8,11 @@
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { At1Error } from '../errors.js';
 import { LocalBackend } from '../store/local-backend.js';
-import { addVersion, planSource, type AddOptions, type AddResult } from './add-version.js';
+import { addVersion, closePlan, planInput, planSource, type SourcePlan, type AddOptions, type AddResult } from './add-version.js';
 import { CONFIG_KEY, type RegistryConfig } from './config.js';
 import { LEASES_DIR, LOCK_KEY, LOCKS_DIR } from './lease.js';
-import { Registry, type InitOptions } from './registry.js';
+import { Registry, type InitOptions, type OpenOptions } from './registry.js';
+import { resolveSettings } from './settings.js';
 
 /** What an interrupted init may have left, and nothing else. */
 const OWN_ENTRIES = new Set([CONFIG_KEY, 'objects', 'versions', 'tmp', LOCK_KEY, LOCKS_DIR, LEASES_DIR]);
@@ -34,9 +35,19 @@ function refuseDifferentOptions(dir: string, stored: RegistryConfig, opts: InitO
   }
 }
 
-export async function initRegistry(dir: string, basePath: string, opts: InitOptions & Omit<AddOptions, 'parent'> = {}): Promise<{ registry: Registry; base: AddResult }> {
+export async function initRegistry(dir: string, basePath: string, opts: InitOptions & OpenOptions & Omit<AddOptions, 'parent'> = {}): Promise<{ registry: Registry; base: AddResult }> {
   const config = Registry.newConfig(opts); // option errors before touching the disk
-  const plan = await planSource(basePath); // a bad base (file or model directory) is refused before the directory is touched
+  resolveSettings(opts.settings);
+  // A bad base (file or model directory) is refused before the directory is touched.
+  const plan = opts.input ? await planInput(opts.input, basePath) : await planSource(basePath);
+  try {
+    return await initWithPlan(dir, basePath, config, plan, opts);
+  } finally {
+    if (!opts.input) await closePlan(plan); // the inputs planning opened; a caller's input stays the caller's
+  }
+}
+
+async function initWithPlan(dir: string, basePath: string, config: RegistryConfig, plan: SourcePlan, opts: InitOptions & OpenOptions & Omit<AddOptions, 'parent'>): Promise<{ registry: Registry; base: AddResult }> {
   const st = await stat(dir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new At1Error('E_INPUT', `${dir} exists and is not a directory`);
   let registry: Registry;
@@ -49,11 +60,11 @@ export async function initRegistry(dir: string, basePath: string, opts: InitOpti
   }
   const backend = new LocalBackend(dir);
   if ((await backend.size(CONFIG_KEY)) !== undefined) {
-    registry = await Registry.openBackend(backend);
+    registry = await Registry.openBackend(backend, opts);
     if ((await registry.versionNames()).length > 0) throw new At1Error('E_EXISTS', `${dir} is already a registry`);
     refuseDifferentOptions(dir, registry.config, opts);
   } else {
-    registry = await Registry.create(backend, config);
+    registry = await Registry.create(backend, config, opts);
   }
   const base = await addVersion(registry, basePath, { ...opts, parentName: null, plan });
   return { registry, base };

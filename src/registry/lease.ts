@@ -70,9 +70,9 @@ export interface LeaseRecord {
 }
 
 export interface LeaseOptions {
-  /** How long to wait for the writer lock (default 5 s; AT1_LOCK_WAIT_MS). */
+  /** How long to wait for the writer lock (default 5 s; a Registry passes its settings.lockWaitMs). */
   waitMs?: number;
-  /** Lease length (default 30 s; AT1_LEASE_MS). */
+  /** Lease length (default 30 s; a Registry passes its settings.leaseMs). */
   leaseMs?: number;
 }
 
@@ -86,16 +86,6 @@ export interface Lease {
 }
 
 const encoder = new TextEncoder();
-
-/** A positive whole number of milliseconds from the environment, or the default; anything else is refused. */
-export function envMs(name: string, fallback: number, min = 0): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw)) || Number(raw) < min) {
-    throw new At1Error('E_INPUT', `${name}=${JSON.stringify(raw)} is not a whole number of milliseconds${min > 0 ? ` (at least ${min})` : ''}`);
-  }
-  return Number(raw);
-}
 
 function skewAllowance(leaseMs: number): number {
   return Math.min(leaseMs, MAX_CLOCK_SKEW_MS);
@@ -260,8 +250,8 @@ async function sweepOldMarkers(backend: Backend): Promise<void> {
 
 /** Take the registry's writer lock, waiting up to `waitMs` for a live holder; an ended lease is broken safely. */
 export async function acquireWriterLease(backend: Backend, command: string, opts: LeaseOptions = {}): Promise<Lease> {
-  const waitMs = opts.waitMs ?? envMs('AT1_LOCK_WAIT_MS', DEFAULT_LOCK_WAIT_MS);
-  const leaseMs = opts.leaseMs ?? envMs('AT1_LEASE_MS', DEFAULT_LEASE_MS, 100);
+  const waitMs = opts.waitMs ?? DEFAULT_LOCK_WAIT_MS;
+  const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   const record = newRecord('writer', command, leaseMs);
   const bytes = encoder.encode(JSON.stringify(record) + '\n');
   const deadline = Date.now() + waitMs;
@@ -289,7 +279,7 @@ export async function acquireWriterLease(backend: Backend, command: string, opts
  * any manifest.
  */
 export async function takeReaderLease(backend: Backend, command: string, versions: string[], opts: LeaseOptions = {}): Promise<Lease> {
-  const leaseMs = opts.leaseMs ?? envMs('AT1_LEASE_MS', DEFAULT_LEASE_MS, 100);
+  const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   const record = newRecord('reader', command, leaseMs, versions);
   const bytes = encoder.encode(JSON.stringify(record) + '\n');
   const key = `${LEASES_DIR}/${record.token}.json`;

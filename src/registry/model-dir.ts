@@ -21,7 +21,8 @@ import { lstat, open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { At1Error } from '../errors.js';
 import { INDEX_SUFFIX, parseShardIndex } from '../format/hf-index.js';
-import { readSafetensorsHeader, type SafetensorsHeader } from '../format/safetensors.js';
+import { openFileSource, type InputSource } from '../format/input-source.js';
+import { readSafetensorsHeaderFrom, type SafetensorsHeader } from '../format/safetensors.js';
 import { fsCall } from '../util/fs-errors.js';
 import { pathProblem, PATH_SEGMENT_FORBIDDEN, tensorNameProblem } from './manifest.js';
 
@@ -34,6 +35,13 @@ export interface PlannedFile {
   size: number;
   /** Present for .safetensors files, validated. */
   header?: SafetensorsHeader;
+  /** For .safetensors files: the input their header was read from, kept open for the add to read the tensors (closePlannedFiles). */
+  input?: InputSource;
+}
+
+/** Close the inputs planning opened (idempotent). */
+export async function closePlannedFiles(files: readonly PlannedFile[]): Promise<void> {
+  await Promise.all(files.map((f) => f.input?.close()));
 }
 
 export interface DirPlan {
@@ -171,11 +179,18 @@ export async function planModelDir(dir: string): Promise<DirPlan> {
   const files: PlannedFile[] = [];
   const skipped: string[] = [];
   await walk(dir, '', files, skipped);
-  for (const f of files) {
-    if (f.path.endsWith('.safetensors')) f.header = await readSafetensorsHeader(f.abs); // opens and reads it
-    else await checkOpenable(f.abs);
+  try {
+    for (const f of files) {
+      if (f.path.endsWith('.safetensors')) {
+        f.input = await openFileSource(f.abs); // one source per shard, opened once: header here, tensors in the add
+        f.header = await readSafetensorsHeaderFrom(f.input);
+      } else await checkOpenable(f.abs);
+    }
+    if (!files.some((f) => f.header)) throw new At1Error('E_INPUT', `${dir} holds no .safetensors file: not a model directory`);
+    for (const f of files) if (f.path.endsWith(INDEX_SUFFIX)) checkIndex(f.path, f.abs, new Uint8Array(await fsCall('read', f.abs, () => readFile(f.abs))), files);
+  } catch (e) {
+    await closePlannedFiles(files);
+    throw e;
   }
-  if (!files.some((f) => f.header)) throw new At1Error('E_INPUT', `${dir} holds no .safetensors file: not a model directory`);
-  for (const f of files) if (f.path.endsWith(INDEX_SUFFIX)) checkIndex(f.path, f.abs, new Uint8Array(await fsCall('read', f.abs, () => readFile(f.abs))), files);
   return { files, skipped };
 }

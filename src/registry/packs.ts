@@ -15,8 +15,8 @@ import type { PackRef, SafetensorsFile, TensorEntry } from './manifest.js';
 import { packOf } from './manifest.js';
 
 /**
- * Tensors of at most this many bytes are packed (AT1_PACK_BYTES overrides;
- * 0 disables packing): 4096, one disk block. Measured:
+ * Tensors of at most this many bytes are packed (the registry's
+ * settings.packBytes overrides; 0 disables packing): 4096, one disk block. Measured:
  *
  * - disk: 1 MiB of real bf16 weights cut into equal tensors, unpacked vs
  *   packed, bytes allocated on disk: 512 B tensors 9.96 MB vs 1.12 MB;
@@ -37,15 +37,6 @@ export const DEFAULT_PACK_MAX_BYTES = 4096;
 
 /** A dtype's small tensors are packed only when there are at least this many: one alone gains nothing and would need a version 2 manifest. */
 export const PACK_MIN_TENSORS = 2;
-
-/** The packing threshold in bytes: AT1_PACK_BYTES when set (a non-negative integer, 0 = never pack), else DEFAULT_PACK_MAX_BYTES. */
-export function packMaxBytes(): number {
-  const v = process.env.AT1_PACK_BYTES;
-  if (v === undefined || v === '') return DEFAULT_PACK_MAX_BYTES;
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new At1Error('E_INPUT', `AT1_PACK_BYTES must be a whole number of bytes (0 disables packing), not ${JSON.stringify(v)}`);
-  return n;
-}
 
 export function packElements(pack: PackRef): number {
   return (pack.length * 8) / dtypeBits(pack.dtype);

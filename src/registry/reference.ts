@@ -16,8 +16,8 @@
  * A second reference (the parent chunk's own reference) is offered for
  * trajectory codecs that predict along a checkpoint chain.
  */
-import { open } from 'node:fs/promises';
 import type { Level } from '../codec/types.js';
+import type { InputSource } from '../format/input-source.js';
 import type { SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
 import { bestEncoding, type Reference } from './chunk-writer.js';
 import type { ChunkReader } from './chunk-reader.js';
@@ -77,7 +77,8 @@ function pickSampleTensors(tensors: readonly TensorInfo[]): TensorInfo[] {
 
 /** The files a new version's tensors come from (one, or the shards of a model directory). */
 export interface TensorSource {
-  abs: string;
+  /** The open input the header was read from; samples are read through it (no second open). */
+  input: InputSource;
   header: SafetensorsHeader;
 }
 
@@ -86,20 +87,14 @@ async function readSamples(sources: readonly TensorSource[], chunkElements: numb
   const fileOf = new Map(all.map((x) => [x.tensor, x.s]));
   const out: Sample[] = [];
   for (const t of pickSampleTensors(all.map((x) => x.tensor))) {
-    const { abs: path, header } = fileOf.get(t)!;
-    const fh = await open(path, 'r');
-    try {
-      const bits = dtypeBits(t.dtype);
-      if (bits % 8 !== 0) continue;
-      const inChunk0 = Math.min(chunkElements, elementCount(t.shape));
-      const count = Math.min(SAMPLE_ELEMENTS, inChunk0);
-      const start = Math.floor((inChunk0 - count) / 16) * 8; // the middle of chunk 0, on an 8-element boundary
-      const bytes = new Uint8Array((count * bits) / 8);
-      await fh.read(bytes, 0, bytes.length, header.dataStart + t.begin + (start * bits) / 8);
-      out.push({ tensor: t, start, count, bytes });
-    } finally {
-      await fh.close();
-    }
+    const { input, header } = fileOf.get(t)!;
+    const bits = dtypeBits(t.dtype);
+    if (bits % 8 !== 0) continue;
+    const inChunk0 = Math.min(chunkElements, elementCount(t.shape));
+    const count = Math.min(SAMPLE_ELEMENTS, inChunk0);
+    const start = Math.floor((inChunk0 - count) / 16) * 8; // the middle of chunk 0, on an 8-element boundary
+    const bytes = await input.readRange(header.dataStart + t.begin + (start * bits) / 8, (count * bits) / 8);
+    out.push({ tensor: t, start, count, bytes });
   }
   return out;
 }

@@ -25,12 +25,18 @@ import { parseManifest, serializeManifest, type VersionManifest } from './manife
 import { checkVersionName, nameProblem } from './names.js';
 import { acquireWriterLease, takeReaderLease, type Lease, type LeaseOptions } from './lease.js';
 import type { Level } from '../codec/types.js';
+import { resolveSettings, type RegistrySettings } from './settings.js';
 
 export const VERSIONS_DIR = 'versions';
 
 export function manifestKey(name: string): string {
   checkVersionName(name);
   return `${VERSIONS_DIR}/${name}.json`;
+}
+
+/** How a Registry object is opened: its run-time settings (settings.ts; the defaults for any left out). */
+export interface OpenOptions {
+  settings?: Partial<RegistrySettings>;
 }
 
 export interface InitOptions {
@@ -46,6 +52,8 @@ export class Registry {
   private constructor(
     readonly backend: Backend,
     readonly config: RegistryConfig,
+    /** Run-time settings (pack threshold, lease timings, worker threads, gc grace): what library code reads instead of the environment. */
+    readonly settings: RegistrySettings,
   ) {
     this.store = new ObjectStore(backend);
     this.reader = new ChunkReader(this.store);
@@ -56,14 +64,15 @@ export class Registry {
   }
 
   /** Open an existing registry in a local directory. */
-  static async open(dir: string): Promise<Registry> {
+  static async open(dir: string, opts: OpenOptions = {}): Promise<Registry> {
     const st = await stat(dir).catch(() => undefined);
     if (!st) throw new At1Error('E_NOT_FOUND', `registry ${dir} does not exist`);
     if (!st.isDirectory()) throw new At1Error('E_INPUT', `${dir} is not a directory, so not a registry`);
-    return Registry.openBackend(new LocalBackend(dir));
+    return Registry.openBackend(new LocalBackend(dir), opts);
   }
 
-  static async openBackend(backend: Backend): Promise<Registry> {
+  static async openBackend(backend: Backend, opts: OpenOptions = {}): Promise<Registry> {
+    const settings = resolveSettings(opts.settings);
     let bytes: Uint8Array;
     try {
       bytes = await backend.read(CONFIG_KEY);
@@ -73,7 +82,7 @@ export class Registry {
       }
       throw e;
     }
-    return new Registry(backend, parseConfig(bytes, backend.location));
+    return new Registry(backend, parseConfig(bytes, backend.location), settings);
   }
 
   /** The configuration a new registry gets (see init-registry.ts for the write order). */
@@ -93,17 +102,18 @@ export class Registry {
   }
 
   /** Write a new registry's configuration: exclusive, so an existing registry is never overwritten. */
-  static async create(backend: Backend, config: RegistryConfig): Promise<Registry> {
+  static async create(backend: Backend, config: RegistryConfig, opts: OpenOptions = {}): Promise<Registry> {
+    const settings = resolveSettings(opts.settings);
     const bytes = new TextEncoder().encode(JSON.stringify(config, null, 1) + '\n');
     if (!(await backend.write(CONFIG_KEY, bytes, { exclusive: true }))) {
       throw new At1Error('E_EXISTS', `${backend.location} is already a registry`);
     }
-    return new Registry(backend, config);
+    return new Registry(backend, config, settings);
   }
 
   /** Take the writer lock (a lease, renewed while held; see lease.ts). */
   lock(command: string, opts: LeaseOptions = {}): Promise<Lease> {
-    return acquireWriterLease(this.backend, command, opts);
+    return acquireWriterLease(this.backend, command, { waitMs: this.settings.lockWaitMs, leaseMs: this.settings.leaseMs, ...opts });
   }
 
   /**
@@ -136,7 +146,7 @@ export class Registry {
    * lease, not thousands); released when the last of them ends.
    */
   private async holdReadLease(command: string, versions: string[]): Promise<() => Promise<void>> {
-    if (!this.readLease) this.readLease = { lease: takeReaderLease(this.backend, command, versions), users: 0 };
+    if (!this.readLease) this.readLease = { lease: takeReaderLease(this.backend, command, versions, { leaseMs: this.settings.leaseMs }), users: 0 };
     const held = this.readLease;
     held.users++;
     try {

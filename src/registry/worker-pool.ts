@@ -33,13 +33,13 @@ import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.
 }
 
 /**
- * Worker threads per pool, or AT1_THREADS. Decoding: one per core (at most
+ * Worker threads per pool, or `threads` (a registry's settings.threads) when given. Decoding: one per core (at most
  * 4). Encoding: one more than that, because the main thread (reading and
  * hashing the input) leaves a core partly idle; measured on 2 cores, 1 GB:
  * add 12.0 s with 2 workers, 10.6 s with 3; get unchanged with 3.
  */
-export function defaultPoolSize(kind: 'decode' | 'encode' = 'decode'): number {
-  const forced = Number(process.env.AT1_THREADS);
+export function defaultPoolSize(kind: 'decode' | 'encode' = 'decode', threads?: number): number {
+  const forced = Number(threads);
   if (Number.isInteger(forced) && forced >= 1 && forced <= 64) return forced;
   const cores = Math.max(1, Math.min(4, availableParallelism()));
   return kind === 'encode' ? cores + 1 : cores;
