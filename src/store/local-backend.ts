@@ -394,7 +394,7 @@ export class LocalBackend implements Backend {
       try {
         dir = await opendir(this.abs(rel), { bufferSize });
       } catch (e) {
-        if (isErrno(e, 'ENOENT')) continue; // removed since it was seen
+        if (isErrno(e, 'ENOENT') || (rel === prefix && isErrno(e, 'ENOTDIR'))) continue; // removed since it was seen; or the prefix is a key, not a folder
         this.ioError('list', rel, e);
       }
       let n = 0;

@@ -124,9 +124,10 @@ export class MemoryBackend implements Backend {
     this.keys.delete(key);
   }
 
-  list(prefix: string, opts: ListOptions = {}): AsyncGenerator<KeyInfo> {
+  /** Errors (a refused key, an aborted signal) arrive through the iteration, as a remote listing's would. */
+  async *list(prefix: string, opts: ListOptions = {}): AsyncGenerator<KeyInfo> {
     this.begin('list', prefix, opts.signal);
-    return this.pages(this.keys, prefix + '/', 'list', prefix, opts);
+    yield* this.pages(this.keys, prefix + '/', 'list', prefix, opts);
   }
 
   async *topLevel(opts: CallOptions = {}): AsyncGenerator<string> {
@@ -134,9 +135,9 @@ export class MemoryBackend implements Backend {
     yield* new Set([...this.keys.keys()].map((k) => k.split('/')[0]!));
   }
 
-  leftovers(opts: ListOptions = {}): AsyncGenerator<KeyInfo> {
+  async *leftovers(opts: ListOptions = {}): AsyncGenerator<KeyInfo> {
     checkAborted(opts.signal, 'list', 'leftovers', this.location);
-    return this.pages(this.space.leftovers, '', 'list', 'leftovers', opts);
+    yield* this.pages(this.space.leftovers, '', 'list', 'leftovers', opts);
   }
 
   async removeLeftover(key: string, opts: CallOptions = {}): Promise<void> {
