@@ -8,7 +8,9 @@
  *   const listing = await listRegistry(registry);
  */
 export { At1Error, IntegrityError, type ErrorCode } from './errors.js';
-export { Registry, type InitOptions } from './registry/registry.js';
+export { Registry, openRegistry, type InitOptions } from './registry/registry.js';
+export { openBackend, type OpenBackendOptions } from './store/open.js';
+export { listAll, type Backend, type Capabilities, type CallOptions, type KeyInfo, type KeyStat, type ListOptions } from './store/backend.js';
 export { initRegistry } from './registry/init-registry.js';
 export { add } from './registry/add.js';
 export { getVersion, streamVersion, readFile as readVersionFile, readTensor, type GetResult } from './registry/restore.js';

@@ -1,10 +1,14 @@
 /**
- * A Backend over a local directory. Every write goes to `tmp/` inside the
- * root (same file system, so rename is atomic), is fsynced, then renamed into
- * place (or hard-linked, for exclusive creates: link() fails with EEXIST
- * atomically, which is what content-addressed puts and the lock need), and
- * the destination directory is fsynced. Leftovers in `tmp/` come only from
- * interrupted writes and are never read; gc removes them.
+ * A Backend over a local directory (the contract: backend.ts). Every write
+ * goes to `tmp/` inside the root (same file system, so rename is atomic), is
+ * fsynced, then made visible: `put` renames it into place, `create`
+ * hard-links it (link() fails with EEXIST atomically, which is what
+ * content-addressed puts and the lock need); then the destination directory
+ * is fsynced. Leftovers in `tmp/` come only from interrupted writes and are
+ * never read: `leftovers()` lists them, gc removes them, fsck reports them.
+ * `touch(key, expect)` compares and renews through one descriptor (futimes);
+ * modification times are the file system's. Reads: one open, one fstat (for
+ * the size), one positioned read.
  *
  * Symbolic links below the root are never followed (docs/FORMAT.md §2:
  * nothing a file supplies may address outside the registry): a key whose
