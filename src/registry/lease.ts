@@ -26,6 +26,13 @@
  * before publishing a manifest (`assertHeld`), and gc spares objects younger
  * than a grace period far longer than a lease (gc.ts).
  *
+ * What the backend must give (store/backend.ts, Capabilities): exclusive
+ * create (the lock, end markers, reader leases), conditional touch (renewal
+ * only of one's own record) and modification times by the storage's clock;
+ * a backend without the first two is refused (E_UNSUPPORTED) rather than
+ * trusted. Local disk: link() and futimes(); S3: PUT If-None-Match: *,
+ * If-Match on the ETag, LastModified.
+ *
  * Keys: the writer lock is `lock` (the same key older builds create, so old
  * and new writers still exclude each other); end markers live in `locks/`,
  * reader leases in `leases/`. gc never sweeps `locks/`; it removes expired
