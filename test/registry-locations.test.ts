@@ -14,6 +14,8 @@ import { fsckRegistry } from '../src/registry/fsck.js';
 import { gcRegistry } from '../src/registry/gc.js';
 import { removeVersion } from '../src/registry/remove.js';
 import { MemoryBackend } from '../src/store/memory-backend.js';
+import { listAll, type Backend } from '../src/store/backend.js';
+import { acquireWriterLease, takeReaderLease } from '../src/registry/lease.js';
 import { at1, EMBEDDED, sha256File, tempDir } from './helpers.js';
 
 test('a whole registry on a memory: location: init, add, get, verify, list, rm, gc, fsck', async (t) => {
@@ -88,4 +90,15 @@ test('init with a bad version name creates nothing (it used to fail after writin
   for await (const n of new MemoryBackend('registry-locations-badname').topLevel()) written.push(n);
   assert.deepEqual(written, [], 'nothing written to the memory store either');
   MemoryBackend.drop('registry-locations-badname');
+});
+
+test('leases refuse a backend without exclusive create or conditional touch instead of trusting it', async () => {
+  const mem = new MemoryBackend();
+  for (const lacking of ['exclusiveCreate', 'conditionalTouch'] as const) {
+    const weak: Backend = Object.assign(Object.create(mem) as MemoryBackend, { capabilities: { ...mem.capabilities, [lacking]: false } });
+    const words = lacking === 'exclusiveCreate' ? /exclusive create/ : /conditional touch/;
+    await assert.rejects(acquireWriterLease(weak, 'test'), (e: unknown) => e instanceof At1Error && e.code === 'E_UNSUPPORTED' && words.test(e.message));
+    await assert.rejects(takeReaderLease(weak, 'test', []), (e: unknown) => e instanceof At1Error && e.code === 'E_UNSUPPORTED');
+  }
+  assert.deepEqual(await listAll(mem, 'leases'), [], 'nothing was created');
 });
