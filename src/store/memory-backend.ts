@@ -4,7 +4,12 @@
  * the contract honest (test/store-conformance.test.ts runs every case
  * against it and the local directory). Location `memory:NAME`; every
  * MemoryBackend opened with the same name in one process sees the same
- * keys, as two handles on one directory do.
+ * keys, as two handles on one directory do. Calls run without an await
+ * between check and change, so create is atomic within the process (the only
+ * writers a memory store has) and put is atomic replace; modification times
+ * are the process clock, which is the storage's clock here. A memory write
+ * cannot be interrupted halfway, so it leaves no leftovers of its own; tests
+ * plant some with `plantLeftover`.
  */
 import { At1Error } from '../errors.js';
 import {
