@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'E_INTEGRITY' // stored data does not match its SHA-256
   | 'E_CORRUPT' // stored data cannot be parsed (object or manifest)
   | 'E_LOCKED' // another writer holds the registry lock
-  | 'E_UNSUPPORTED' // a format or codec version this build does not know
+  | 'E_UNSUPPORTED' // a format or codec version this build does not know, or a backend not built
+  | 'E_ABORTED' // the caller's AbortSignal fired
   | 'E_IO'; // the file system failed
 
 export class At1Error extends Error {

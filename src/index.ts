@@ -15,7 +15,9 @@
 export { At1Error, IntegrityError, type ErrorCode } from './errors.js';
 
 // Registries: open, create, settings.
-export { Registry, type InitOptions, type OpenOptions } from './registry/registry.js';
+export { Registry, openRegistry, type InitOptions, type OpenOptions } from './registry/registry.js';
+export { openBackend, type OpenBackendOptions } from './store/open.js';
+export { listAll, type Backend, type Capabilities, type CallOptions, type KeyInfo, type KeyStat, type ListOptions } from './store/backend.js';
 export { initRegistry } from './registry/init-registry.js';
 export { DEFAULT_SETTINGS, MAX_THREADS, MIN_LEASE_MS, resolveSettings, type RegistrySettings, type WorkersMode } from './registry/settings.js';
 export type { RegistryConfig } from './registry/config.js';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { add, initRegistry, Registry, verifyRegistry, At1Error } from '../src/index.js';
-import type { Backend, KeyInfo, KeyStat, WriteOptions } from '../src/store/backend.js';
+import type { Backend, CallOptions, Capabilities, KeyInfo, KeyStat, ListOptions } from '../src/store/backend.js';
 import { LocalBackend } from '../src/store/local-backend.js';
 import { EMBEDDED, sha256File, tempDir } from './helpers.js';
 import { getVersion } from '../src/registry/restore.js';
@@ -17,7 +17,7 @@ import { removeVersion } from '../src/registry/remove.js';
 import { gcRegistry } from '../src/registry/gc.js';
 import { fsckRegistry } from '../src/registry/fsck.js';
 
-/** A backend that fails with ENOSPC on its Nth write, or EIO on its Nth removal (counting from 0). */
+/** A backend that fails with ENOSPC on its Nth write (create or put), or EIO on its Nth removal (counting from 0). */
 class FailingBackend implements Backend {
   writes = 0;
   removes = 0;
@@ -29,31 +29,53 @@ class FailingBackend implements Backend {
   get location(): string {
     return this.inner.location;
   }
-  read(k: string): Promise<Uint8Array> {
-    return this.inner.read(k);
+  get capabilities(): Capabilities {
+    return this.inner.capabilities;
   }
-  readRange(k: string, o: number, l: number): Promise<Uint8Array> {
-    return this.inner.readRange(k, o, l);
+  read(k: string, o?: CallOptions): Promise<Uint8Array> {
+    return this.inner.read(k, o);
   }
-  size(k: string): Promise<number | undefined> {
-    return this.inner.size(k);
+  readRange(k: string, off: number, l: number, o?: CallOptions): Promise<Uint8Array> {
+    return this.inner.readRange(k, off, l, o);
   }
-  stat(k: string): Promise<KeyStat | undefined> {
-    return this.inner.stat(k);
+  readUpTo(k: string, off: number, l: number, o?: CallOptions): Promise<Uint8Array> {
+    return this.inner.readUpTo(k, off, l, o);
   }
-  touch(k: string, expect?: Uint8Array): Promise<boolean> {
-    return this.inner.touch(k, expect);
+  size(k: string, o?: CallOptions): Promise<number | undefined> {
+    return this.inner.size(k, o);
   }
-  async write(k: string, d: Uint8Array, opts?: WriteOptions): Promise<boolean> {
+  stat(k: string, o?: CallOptions): Promise<KeyStat | undefined> {
+    return this.inner.stat(k, o);
+  }
+  touch(k: string, expect?: Uint8Array, o?: CallOptions): Promise<boolean> {
+    return this.inner.touch(k, expect, o);
+  }
+  private failWrite(k: string): void {
     if (this.writes++ === this.failAt && !k.startsWith('lock')) throw new At1Error('E_IO', `could not write ${k}: ENOSPC (injected)`);
-    return this.inner.write(k, d, opts);
   }
-  async remove(k: string): Promise<void> {
+  async create(k: string, d: Uint8Array, o?: CallOptions): Promise<boolean> {
+    this.failWrite(k);
+    return this.inner.create(k, d, o);
+  }
+  async put(k: string, d: Uint8Array, o?: CallOptions): Promise<void> {
+    this.failWrite(k);
+    return this.inner.put(k, d, o);
+  }
+  async remove(k: string, o?: CallOptions): Promise<void> {
     if (this.removes++ === this.failRemoveAt && !k.startsWith('lock')) throw new At1Error('E_IO', `could not remove ${k}: EIO (injected)`);
-    return this.inner.remove(k);
+    return this.inner.remove(k, o);
   }
-  list(p: string): Promise<KeyInfo[]> {
-    return this.inner.list(p);
+  list(p: string, o?: ListOptions): AsyncIterable<KeyInfo> {
+    return this.inner.list(p, o);
+  }
+  topLevel(o?: CallOptions): AsyncIterable<string> {
+    return this.inner.topLevel(o);
+  }
+  leftovers(o?: ListOptions): AsyncIterable<KeyInfo> {
+    return this.inner.leftovers(o);
+  }
+  removeLeftover(k: string, o?: CallOptions): Promise<void> {
+    return this.inner.removeLeftover(k, o);
   }
 }
 

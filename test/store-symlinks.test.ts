@@ -11,6 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from
 import { join } from 'node:path';
 import { At1Error } from '../src/errors.js';
 import { LocalBackend } from '../src/store/local-backend.js';
+import { listAll } from '../src/store/backend.js';
 import { ObjectStore } from '../src/store/object-store.js';
 import { getVersion, initRegistry, Registry, verifyRegistry } from '../src/index.js';
 import { sha256Hex } from '../src/util/hash.js';
@@ -45,7 +46,7 @@ test('a symlinked object file is refused by read, readRange, size, remove and ex
   const b = new LocalBackend(root);
   const digest = sha256Hex(bytes('secret outside the registry'));
   const key = `objects/${digest.slice(0, 2)}/${digest}`;
-  await b.write('objects/00/real', bytes('x'));
+  await b.put('objects/00/real', bytes('x'));
   mkdirSync(join(root, 'objects', digest.slice(0, 2)), { recursive: true });
   symlinkSync(canary, join(root, ...key.split('/')));
 
@@ -53,10 +54,10 @@ test('a symlinked object file is refused by read, readRange, size, remove and ex
   await assert.rejects(b.readRange(key, 0, 4), refusedAsLink(key));
   await assert.rejects(b.size(key), refusedAsLink(key));
   await assert.rejects(b.remove(key), refusedAsLink(key));
-  await assert.rejects(b.write(key, bytes('overwritten'), { exclusive: true }), refusedAsLink(key));
-  await assert.rejects(b.write(key, bytes('overwritten')), refusedAsLink(key));
+  await assert.rejects(b.create(key, bytes('overwritten')), refusedAsLink(key));
+  await assert.rejects(b.put(key, bytes('overwritten')), refusedAsLink(key));
   await assert.rejects(new ObjectStore(b).get(digest), refusedAsLink(key));
-  assert.deepEqual((await b.list('objects')).map((k) => k.key), ['objects/00/real']);
+  assert.deepEqual((await listAll(b, 'objects')).map((k) => k.key), ['objects/00/real']);
   assert.equal(treeDigest(outside), before, 'nothing outside was changed');
   assert.deepEqual(readdirSync(join(root, 'tmp')), [], 'no temp file left behind');
 });
@@ -64,17 +65,17 @@ test('a symlinked object file is refused by read, readRange, size, remove and ex
 test('a symlinked objects/ab directory pointing outside: read, write and remove refuse, list skips it, the canary is untouched', async (t) => {
   const { root, outside, before } = setup(t);
   const b = new LocalBackend(root);
-  await b.write('objects/00/real', bytes('x'));
+  await b.put('objects/00/real', bytes('x'));
   symlinkSync(outside, join(root, 'objects', 'ab'));
   const key = 'objects/ab/canary';
   await assert.rejects(b.read(key), refusedAsLink(key));
   await assert.rejects(b.readRange(key, 0, 4), refusedAsLink(key));
   await assert.rejects(b.size(key), refusedAsLink(key));
   await assert.rejects(b.remove(key), refusedAsLink(key));
-  await assert.rejects(b.write('objects/ab/new', bytes('planted'), { exclusive: true }), refusedAsLink('objects/ab/new'));
-  await assert.rejects(b.write('objects/ab/canary', bytes('overwritten')), refusedAsLink('objects/ab/canary'));
-  await assert.rejects(b.write('objects/ab/sub/deeper', bytes('planted')), refusedAsLink('objects/ab/sub/deeper'));
-  assert.deepEqual((await b.list('objects')).map((k) => k.key), ['objects/00/real'], 'the linked directory is not descended into');
+  await assert.rejects(b.create('objects/ab/new', bytes('planted')), refusedAsLink('objects/ab/new'));
+  await assert.rejects(b.put('objects/ab/canary', bytes('overwritten')), refusedAsLink('objects/ab/canary'));
+  await assert.rejects(b.put('objects/ab/sub/deeper', bytes('planted')), refusedAsLink('objects/ab/sub/deeper'));
+  assert.deepEqual((await listAll(b, 'objects')).map((k) => k.key), ['objects/00/real'], 'the linked directory is not descended into');
   assert.equal(treeDigest(outside), before, 'nothing outside was read into the registry or changed');
   assert.deepEqual(readdirSync(outside), ['canary']);
 });
@@ -84,11 +85,11 @@ test('a symlinked versions/ directory: list, read and write refuse', async (t) =
   writeFileSync(join(outside, 'evil.json'), '{}');
   const beforeWithManifest = treeDigest(outside);
   const b = new LocalBackend(root);
-  await b.write('at1-registry.json', bytes('{}'));
+  await b.put('at1-registry.json', bytes('{}'));
   symlinkSync(outside, join(root, 'versions'));
-  await assert.rejects(b.list('versions'), refusedAsLink('versions'));
+  await assert.rejects(listAll(b, 'versions'), refusedAsLink('versions'));
   await assert.rejects(b.read('versions/evil.json'), refusedAsLink('versions/evil.json'));
-  await assert.rejects(b.write('versions/new.json', bytes('{}'), { exclusive: true }), refusedAsLink('versions/new.json'));
+  await assert.rejects(b.create('versions/new.json', bytes('{}')), refusedAsLink('versions/new.json'));
   assert.equal(treeDigest(outside), beforeWithManifest);
   assert.notEqual(before, beforeWithManifest);
 });
@@ -97,8 +98,8 @@ test('a symlinked tmp/ directory: writes refuse and write nothing outside', asyn
   const { root, outside, before } = setup(t);
   symlinkSync(outside, join(root, 'tmp'));
   const b = new LocalBackend(root);
-  await assert.rejects(b.write('objects/aa/x', bytes('data'), { exclusive: true }), refusedAsLink('objects/aa/x'));
-  await assert.rejects(b.write('lock', bytes('data'), { exclusive: true }), refusedAsLink('lock'));
+  await assert.rejects(b.create('objects/aa/x', bytes('data')), refusedAsLink('objects/aa/x'));
+  await assert.rejects(b.create('lock', bytes('data')), refusedAsLink('lock'));
   assert.equal(treeDigest(outside), before);
 });
 
@@ -106,7 +107,7 @@ test('a dangling link at a key is refused, never reported as an existing object'
   const { root, outside, before } = setup(t);
   const b = new LocalBackend(root);
   symlinkSync(join(outside, 'not-there'), join(root, 'lock'));
-  await assert.rejects(b.write('lock', bytes('me'), { exclusive: true }), refusedAsLink('lock'));
+  await assert.rejects(b.create('lock', bytes('me')), refusedAsLink('lock'));
   await assert.rejects(b.read('lock'), refusedAsLink('lock'));
   assert.equal(treeDigest(outside), before);
   assert.deepEqual(readdirSync(outside), ['canary'], 'the link target was not created');
@@ -118,7 +119,7 @@ test('a FIFO planted at a key is refused at once, not waited on', { skip: spawnS
   mkdirSync(join(root, 'versions'));
   assert.equal(spawnSync('mkfifo', [join(root, 'versions', 'pipe.json')]).status, 0);
   await assert.rejects(b.read('versions/pipe.json'), (e: unknown) => e instanceof At1Error && e.code === 'E_CORRUPT' && /not a regular file/.test(e.message));
-  assert.deepEqual(await b.list('versions'), []);
+  assert.deepEqual(await listAll(b, 'versions'), []);
 });
 
 test('a root that is itself a symlink works: write, read, list; a registry opened through it restores and verifies', async (t) => {
@@ -129,9 +130,9 @@ test('a root that is itself a symlink works: write, read, list; a registry opene
   symlinkSync(real, linked);
   const b = new LocalBackend(linked);
   assert.equal(b.location, linked, 'messages keep the path the user gave');
-  await b.write('objects/aa/k', bytes('v'), { exclusive: true });
+  await b.create('objects/aa/k', bytes('v'));
   assert.deepEqual(await b.read('objects/aa/k'), bytes('v'));
-  assert.deepEqual((await b.list('objects')).map(({ key, size }) => ({ key, size })), [{ key: 'objects/aa/k', size: 1 }]);
+  assert.deepEqual((await listAll(b, 'objects')).map(({ key, size }) => ({ key, size })), [{ key: 'objects/aa/k', size: 1 }]);
   assert.deepEqual(readFileSync(join(real, 'objects', 'aa', 'k')), Buffer.from('v'));
 
   const regReal = join(work, 'reg-real');

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { add, initRegistry, Registry, At1Error } from '../src/index.js';
 import { findTensor, readTensorBytes, rowRange, toFloat32, typedView } from '../src/registry/tensor-access.js';
-import type { Backend, KeyInfo, KeyStat, WriteOptions } from '../src/store/backend.js';
+import type { Backend, CallOptions, Capabilities, KeyInfo, KeyStat, ListOptions } from '../src/store/backend.js';
 import { LocalBackend } from '../src/store/local-backend.js';
 import { objectKey } from '../src/store/object-store.js';
 import { llamaShapes, writeChain } from '../bench/synthetic.js';
@@ -132,10 +132,18 @@ class CountingBackend implements Backend {
     this.count(k, b.length);
     return b;
   }
-  async readRange(k: string, o: number, l: number): Promise<Uint8Array> {
-    const b = await this.inner.readRange(k, o, l);
+  async readRange(k: string, o: number, l: number, opts?: CallOptions): Promise<Uint8Array> {
+    const b = await this.inner.readRange(k, o, l, opts);
     this.count(k, b.length);
     return b;
+  }
+  async readUpTo(k: string, o: number, l: number, opts?: CallOptions): Promise<Uint8Array> {
+    const b = await this.inner.readUpTo(k, o, l, opts);
+    this.count(k, b.length);
+    return b;
+  }
+  get capabilities(): Capabilities {
+    return this.inner.capabilities;
   }
   size(k: string): Promise<number | undefined> {
     return this.inner.size(k);
@@ -146,14 +154,26 @@ class CountingBackend implements Backend {
   touch(k: string, expect?: Uint8Array): Promise<boolean> {
     return this.inner.touch(k, expect);
   }
-  write(k: string, d: Uint8Array, o?: WriteOptions): Promise<boolean> {
-    return this.inner.write(k, d, o);
+  create(k: string, d: Uint8Array): Promise<boolean> {
+    return this.inner.create(k, d);
+  }
+  put(k: string, d: Uint8Array): Promise<void> {
+    return this.inner.put(k, d);
   }
   remove(k: string): Promise<void> {
     return this.inner.remove(k);
   }
-  list(p: string): Promise<KeyInfo[]> {
-    return this.inner.list(p);
+  list(p: string, o?: ListOptions): AsyncIterable<KeyInfo> {
+    return this.inner.list(p, o);
+  }
+  topLevel(): AsyncIterable<string> {
+    return this.inner.topLevel();
+  }
+  leftovers(): AsyncIterable<KeyInfo> {
+    return this.inner.leftovers();
+  }
+  removeLeftover(k: string): Promise<void> {
+    return this.inner.removeLeftover(k);
   }
 }
 

@@ -33,7 +33,7 @@ export class ChunkReader {
   async header(digest: string): Promise<ObjectHeader> {
     const hit = this.cache.get(digest);
     if (hit) return hit.header;
-    const head = await this.store.getRange(digest, 0, MAX_HEADER_BYTES);
+    const head = await this.store.getUpTo(digest, 0, MAX_HEADER_BYTES);
     return decodeObjectHeader(head, digest);
   }
 

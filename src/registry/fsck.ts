@@ -14,10 +14,9 @@ import { At1Error } from '../errors.js';
 import { ChunkReader } from './chunk-reader.js';
 import { parseManifest, type VersionManifest } from './manifest.js';
 import { reachable } from './reachability.js';
-import { manifestKey, Registry } from './registry.js';
+import { manifestKey, openRegistry, type Registry } from './registry.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js';
 import { packChunks } from './packs.js';
-import { TMP_DIR } from '../store/local-backend.js';
 import type { ProgressFn } from './progress.js';
 import type { RegistrySettings } from './settings.js';
 
@@ -90,11 +89,16 @@ async function orphanProblem(reader: ChunkReader, d: string, readData: boolean):
   }
 }
 
-export async function fsckRegistry(dir: string, opts: FsckOptions = {}): Promise<FsckReport> {
+/**
+ * Check a registry: an open one, or a location (a path, file://, memory:NAME)
+ * opened here, so a registry whose configuration cannot be read is reported
+ * as 'unusable' rather than thrown.
+ */
+export async function fsckRegistry(target: Registry | string, opts: FsckOptions = {}): Promise<FsckReport> {
   const report: FsckReport = { status: 'clean', versions: 0, objects: { needed: 0, stored: 0, orphans: 0, orphanBytes: 0, checkedData: 0 }, leftovers: [], strays: [], problems: [] };
   let reg: Registry;
   try {
-    reg = await Registry.open(dir, { settings: opts.settings });
+    reg = typeof target === 'string' ? await openRegistry(target, { settings: opts.settings }) : target;
   } catch (e) {
     report.status = 'unusable';
     report.problems.push({ kind: 'config', message: (e as Error).message });
@@ -166,7 +170,7 @@ async function checkRegistry(reg: Registry, report: FsckReport, opts: FsckOption
     const bad = await orphanProblem(reader, d, opts.readData === true);
     if (bad) report.problems.push({ kind: 'orphan', object: d, message: `orphan object ${d} is damaged: ${bad}; 'at1 registry gc' removes it` });
   }
-  report.leftovers = (await reg.backend.list(TMP_DIR)).map((k) => k.key);
+  for await (const { key } of reg.backend.leftovers()) report.leftovers.push(key);
   if (report.problems.length > 0) report.status = 'damaged';
   return report;
 }

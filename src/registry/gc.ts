@@ -23,7 +23,6 @@
  * registry and can simply be run again.
  */
 import { At1Error } from '../errors.js';
-import { TMP_DIR } from '../store/local-backend.js';
 import { ChunkReader } from './chunk-reader.js';
 import { LOCKS_DIR, MAX_CLOCK_SKEW_MS, readerLeases, type Lease, type ReaderLease } from './lease.js';
 import { reachable } from './reachability.js';
@@ -60,7 +59,7 @@ function emptyResult(): GcResult {
 
 /** Record that something is about to become unreachable (rm, rebase): readers older than this are protected. */
 export async function markRemoval(reg: Registry): Promise<void> {
-  await reg.backend.write(REMOVED_AT_KEY, new TextEncoder().encode(new Date().toISOString() + '\n'));
+  await reg.backend.put(REMOVED_AT_KEY, new TextEncoder().encode(new Date().toISOString() + '\n'));
 }
 
 async function removedAt(reg: Registry): Promise<number> {
@@ -149,9 +148,9 @@ export async function sweep(reg: Registry, lease: Lease, opts: SweepOptions = {}
     result.removedBytes += info.size;
   }
   if (!opts.only) {
-    for (const { key, mtimeMs } of await reg.backend.list(TMP_DIR)) {
+    for await (const { key, mtimeMs } of reg.backend.leftovers()) {
       if (now - (mtimeMs ?? now) < graceMs) continue;
-      await reg.backend.remove(key);
+      await reg.backend.removeLeftover(key);
       result.removedLeftovers++;
     }
   }

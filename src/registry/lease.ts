@@ -26,6 +26,13 @@
  * before publishing a manifest (`assertHeld`), and gc spares objects younger
  * than a grace period far longer than a lease (gc.ts).
  *
+ * What the backend must give (store/backend.ts, Capabilities): exclusive
+ * create (the lock, end markers, reader leases), conditional touch (renewal
+ * only of one's own record) and modification times by the storage's clock;
+ * a backend without the first two is refused (E_UNSUPPORTED) rather than
+ * trusted. Local disk: link() and futimes(); S3: PUT If-None-Match: *,
+ * If-Match on the ETag, LastModified.
+ *
  * Keys: the writer lock is `lock` (the same key older builds create, so old
  * and new writers still exclude each other); end markers live in `locks/`,
  * reader leases in `leases/`. gc never sweeps `locks/`; it removes expired
@@ -34,7 +41,7 @@
 import { randomBytes, createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { At1Error } from '../errors.js';
-import type { Backend } from '../store/backend.js';
+import { requireLeaseCapabilities, type Backend } from '../store/backend.js';
 import { hostIdentity, provenDead } from '../util/host-identity.js';
 
 export const LOCK_KEY = 'lock';
@@ -190,7 +197,7 @@ async function endLease(backend: Backend, key: string, token: string, leaseMs: n
   const bytes = encoder.encode(JSON.stringify(mine) + '\n');
   for (let g = 1; g <= MAX_MARKER_GENERATIONS; g++) {
     const marker = markerKey(token, g);
-    if (await backend.write(marker, bytes, { exclusive: true })) {
+    if (await backend.create(marker, bytes)) {
       try {
         const cur = await readRecord(backend, key);
         if (cur && cur.record.token === token) await backend.remove(key);
@@ -243,13 +250,14 @@ function holdLease(backend: Backend, key: string, record: LeaseRecord, bytes: Ui
 /** Remove end markers left by crashes long ago (they block nothing, but should not pile up). */
 async function sweepOldMarkers(backend: Backend): Promise<void> {
   const now = Date.now();
-  for (const k of await backend.list(LOCKS_DIR)) {
+  for await (const k of backend.list(LOCKS_DIR)) {
     if (k.mtimeMs !== undefined && now - k.mtimeMs > MARKER_LEFTOVER_MS) await backend.remove(k.key).catch(() => undefined);
   }
 }
 
 /** Take the registry's writer lock, waiting up to `waitMs` for a live holder; an ended lease is broken safely. */
 export async function acquireWriterLease(backend: Backend, command: string, opts: LeaseOptions = {}): Promise<Lease> {
+  requireLeaseCapabilities(backend);
   const waitMs = opts.waitMs ?? DEFAULT_LOCK_WAIT_MS;
   const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   const record = newRecord('writer', command, leaseMs);
@@ -257,7 +265,7 @@ export async function acquireWriterLease(backend: Backend, command: string, opts
   const deadline = Date.now() + waitMs;
   let delay = 20;
   for (;;) {
-    if (await backend.write(LOCK_KEY, bytes, { exclusive: true })) {
+    if (await backend.create(LOCK_KEY, bytes)) {
       await sweepOldMarkers(backend).catch(() => undefined);
       return holdLease(backend, LOCK_KEY, record, bytes);
     }
@@ -280,10 +288,11 @@ export async function acquireWriterLease(backend: Backend, command: string, opts
  */
 export async function takeReaderLease(backend: Backend, command: string, versions: string[], opts: LeaseOptions = {}): Promise<Lease> {
   const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+  requireLeaseCapabilities(backend);
   const record = newRecord('reader', command, leaseMs, versions);
   const bytes = encoder.encode(JSON.stringify(record) + '\n');
   const key = `${LEASES_DIR}/${record.token}.json`;
-  if (!(await backend.write(key, bytes, { exclusive: true }))) throw new At1Error('E_IO', `reader lease ${key} exists already (a random token collided?)`);
+  if (!(await backend.create(key, bytes))) throw new At1Error('E_IO', `reader lease ${key} exists already (a random token collided?)`);
   return holdLease(backend, key, record, bytes);
 }
 
@@ -298,7 +307,7 @@ export interface ReaderLease {
 /** Every reader lease, live or ended. */
 export async function readerLeases(backend: Backend): Promise<ReaderLease[]> {
   const out: ReaderLease[] = [];
-  for (const { key } of await backend.list(LEASES_DIR)) {
+  for await (const { key } of backend.list(LEASES_DIR)) {
     const r = await readRecord(backend, key);
     if (!r) continue;
     const t = Date.parse(r.record.startedAt);

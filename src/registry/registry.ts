@@ -4,10 +4,9 @@
  * manifests; what is done to versions (add, restore, verify, list) lives in
  * one file each and takes the registry as its context.
  */
-import { stat } from 'node:fs/promises';
 import { At1Error } from '../errors.js';
-import { LocalBackend } from '../store/local-backend.js';
 import { ObjectStore } from '../store/object-store.js';
+import { openBackend } from '../store/open.js';
 import type { Backend } from '../store/backend.js';
 import { ChunkReader } from './chunk-reader.js';
 import {
@@ -63,12 +62,9 @@ export class Registry {
     return this.backend.location;
   }
 
-  /** Open an existing registry in a local directory. */
-  static async open(dir: string, opts: OpenOptions = {}): Promise<Registry> {
-    const st = await stat(dir).catch(() => undefined);
-    if (!st) throw new At1Error('E_NOT_FOUND', `registry ${dir} does not exist`);
-    if (!st.isDirectory()) throw new At1Error('E_INPUT', `${dir} is not a directory, so not a registry`);
-    return Registry.openBackend(new LocalBackend(dir), opts);
+  /** Open an existing registry by location (a path, file://, memory:NAME): `openRegistry`. */
+  static open(location: string, opts: OpenOptions = {}): Promise<Registry> {
+    return openRegistry(location, opts);
   }
 
   static async openBackend(backend: Backend, opts: OpenOptions = {}): Promise<Registry> {
@@ -105,7 +101,7 @@ export class Registry {
   static async create(backend: Backend, config: RegistryConfig, opts: OpenOptions = {}): Promise<Registry> {
     const settings = resolveSettings(opts.settings);
     const bytes = new TextEncoder().encode(JSON.stringify(config, null, 1) + '\n');
-    if (!(await backend.write(CONFIG_KEY, bytes, { exclusive: true }))) {
+    if (!(await backend.create(CONFIG_KEY, bytes))) {
       throw new At1Error('E_EXISTS', `${backend.location} is already a registry`);
     }
     return new Registry(backend, config, settings);
@@ -195,7 +191,7 @@ export class Registry {
   async versionFiles(): Promise<{ names: string[]; strays: string[] }> {
     const names: string[] = [];
     const strays: string[] = [];
-    for (const { key } of await this.backend.list(VERSIONS_DIR)) {
+    for await (const { key } of this.backend.list(VERSIONS_DIR)) {
       const file = key.slice(VERSIONS_DIR.length + 1);
       const name = file.endsWith('.json') ? file.slice(0, -'.json'.length) : undefined;
       if (name !== undefined && !file.includes('/') && nameProblem(name) === undefined) names.push(name);
@@ -224,9 +220,17 @@ export class Registry {
    */
   async publish(m: VersionManifest, lease?: Lease, bytes = serializeManifest(m)): Promise<number> {
     await lease?.assertHeld();
-    if (!(await this.backend.write(manifestKey(m.name), bytes, { exclusive: true }))) {
+    if (!(await this.backend.create(manifestKey(m.name), bytes))) {
       throw new At1Error('E_EXISTS', `version ${JSON.stringify(m.name)} already exists in ${this.location}`);
     }
     return bytes.length;
   }
+}
+
+/**
+ * Open an existing registry at a location: a local path, a `file://` URL or
+ * `memory:NAME` (store/open.ts says which backend each names).
+ */
+export async function openRegistry(location: string, opts: OpenOptions = {}): Promise<Registry> {
+  return Registry.openBackend(await openBackend(location, { what: 'registry' }), opts);
 }

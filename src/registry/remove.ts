@@ -90,7 +90,7 @@ export async function removeVersion(reg: Registry, name: string, opts: RemoveOpt
     for (const m of others) {
       if (m.parent !== name) continue;
       const updated: VersionManifest = { ...m, parent: target.parent };
-      await reg.backend.write(manifestKey(m.name), serializeManifest(updated)); // atomic replace: the only in-place manifest change
+      await reg.backend.put(manifestKey(m.name), serializeManifest(updated)); // atomic replace: the only in-place manifest change
       reparented.push(m.name);
     }
     await lock.assertHeld();

@@ -1,10 +1,14 @@
 /**
- * A Backend over a local directory. Every write goes to `tmp/` inside the
- * root (same file system, so rename is atomic), is fsynced, then renamed into
- * place (or hard-linked, for exclusive creates: link() fails with EEXIST
- * atomically, which is what content-addressed puts and the lock need), and
- * the destination directory is fsynced. Leftovers in `tmp/` come only from
- * interrupted writes and are never read; gc removes them.
+ * A Backend over a local directory (the contract: backend.ts). Every write
+ * goes to `tmp/` inside the root (same file system, so rename is atomic), is
+ * fsynced, then made visible: `put` renames it into place, `create`
+ * hard-links it (link() fails with EEXIST atomically, which is what
+ * content-addressed puts and the lock need); then the destination directory
+ * is fsynced. Leftovers in `tmp/` come only from interrupted writes and are
+ * never read: `leftovers()` lists them, gc removes them, fsck reports them.
+ * `touch(key, expect)` compares and renews through one descriptor (futimes);
+ * modification times are the file system's. Reads: one open, one fstat (for
+ * the size), one positioned read.
  *
  * Symbolic links below the root are never followed (docs/FORMAT.md §2:
  * nothing a file supplies may address outside the registry): a key whose
@@ -20,12 +24,24 @@
  * an outside file is indistinguishable from a regular file.
  */
 import { constants, realpathSync } from 'node:fs';
-import { mkdir, open, rename, link, unlink, lstat, readdir } from 'node:fs/promises';
+import { mkdir, open, opendir, rename, link, unlink, lstat, readdir, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { At1Error } from '../errors.js';
-import { checkKey, type Backend, type KeyInfo, type KeyStat, type WriteOptions } from './backend.js';
+import {
+  checkAborted,
+  checkKey,
+  DEFAULT_PAGE_SIZE,
+  shortRead,
+  type Backend,
+  type CallOptions,
+  type Capabilities,
+  type KeyInfo,
+  type KeyStat,
+  type ListOptions,
+} from './backend.js';
 import { fsyncDir } from '../util/atomic-file.js';
+import { errnoOf, isRetryableErrno } from '../util/fs-errors.js';
 
 export const TMP_DIR = 'tmp';
 
@@ -34,8 +50,44 @@ const READ_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
 const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 
 function isErrno(e: unknown, code: string): boolean {
-  return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code;
+  return errnoOf(e) === code;
 }
+
+/**
+ * The At1Error for a failed file-system call on a key: E_IO, retryable when
+ * the errno is transient (EAGAIN, EBUSY, EMFILE, ENFILE, EINTR, ETIMEDOUT,
+ * EIO), permanent otherwise (EACCES, EROFS, ENOSPC, ENOTDIR…). ENOENT is
+ * turned into E_NOT_FOUND by the callers, which know whether it means that.
+ */
+export function localIoError(e: unknown, what: string, key: string, root: string): At1Error {
+  if (e instanceof At1Error) return e;
+  const code = errnoOf(e);
+  return new At1Error('E_IO', `could not ${what} ${key} in ${root}: ${code ?? 'unknown'} ${(e as Error).message}`, { cause: e, retryable: isRetryableErrno(code) });
+}
+
+function checkRange(key: string, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+    throw new At1Error('E_INPUT', `bad range of ${key}: offset ${offset}, length ${length}`);
+  }
+}
+
+/**
+ * `n` bytes at `offset` in one positioned read (a regular file gives them at
+ * once); continued only in the rare case the kernel returns fewer, and cut
+ * short where the file ends.
+ */
+async function readAt(fh: FileHandle, offset: number, n: number): Promise<Uint8Array> {
+  const buf = Buffer.allocUnsafe(n);
+  let got = 0;
+  while (got < n) {
+    const { bytesRead } = await fh.read(buf, got, n - got, offset + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return new Uint8Array(buf.buffer, buf.byteOffset, got);
+}
+
+const LOCAL_CAPABILITIES: Capabilities = Object.freeze({ exclusiveCreate: true, atomicReplace: true, conditionalTouch: true, suggestedConnections: 8 });
 
 /** The root's real path; a root that does not exist yet is taken as given (made absolute). */
 function realRoot(root: string): string {
@@ -54,6 +106,7 @@ class TempVanished extends Error {
 }
 
 export class LocalBackend implements Backend {
+  readonly capabilities = LOCAL_CAPABILITIES;
   /** The root with any link in it resolved: every path below is built from this. */
   private readonly base: string;
   /** Directories (relative, e.g. `objects/ab`) already seen to be real directories, not links. */
@@ -82,9 +135,7 @@ export class LocalBackend implements Backend {
   }
 
   private ioError(what: string, key: string, e: unknown): never {
-    if (e instanceof At1Error) throw e;
-    const code = (e as NodeJS.ErrnoException).code ?? 'unknown';
-    throw new At1Error('E_IO', `could not ${what} ${key} in ${this.root}: ${code} ${(e as Error).message}`, { cause: e });
+    throw localIoError(e, what, key, this.root);
   }
 
   /** Refuse `key` because `rel` (the key itself, or a directory on its way) is a symbolic link. */
@@ -119,14 +170,16 @@ export class LocalBackend implements Backend {
     return true;
   }
 
-  /** Open a key's file for reading: no link followed, a regular file only. */
-  private async openRead(key: string) {
+  /** Open a key's file for reading: no link followed, a regular file only; its size from the same fstat. */
+  private async openRead(key: string, what: string, signal: AbortSignal | undefined): Promise<{ fh: FileHandle; size: number }> {
     checkKey(key);
+    checkAborted(signal, what, key, this.root);
     try {
       if (!(await this.checkDirs(key, false))) this.notFound(key, undefined);
       const fh = await open(this.abs(key), READ_FLAGS);
       try {
-        if ((await fh.stat()).isFile()) return fh;
+        const st = await fh.stat();
+        if (st.isFile()) return { fh, size: st.size };
       } catch (e) {
         await fh.close();
         throw e;
@@ -140,11 +193,15 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async read(key: string): Promise<Uint8Array> {
-    const fh = await this.openRead(key);
+  /**
+   * One read of the whole file, sized by the fstat the open already made
+   * (not readFile's loop of growing buffers): objects are large and many.
+   */
+  async read(key: string, opts: CallOptions = {}): Promise<Uint8Array> {
+    const { fh, size } = await this.openRead(key, 'read', opts.signal);
     try {
-      const b = await fh.readFile();
-      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+      checkAborted(opts.signal, 'read', key, this.root);
+      return await readAt(fh, 0, size);
     } catch (e) {
       return this.ioError('read', key, e);
     } finally {
@@ -152,17 +209,19 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async readRange(key: string, offset: number, length: number): Promise<Uint8Array> {
-    const fh = await this.openRead(key);
+  async readRange(key: string, offset: number, length: number, opts: CallOptions = {}): Promise<Uint8Array> {
+    checkRange(key, offset, length);
+    const out = await this.readUpTo(key, offset, length, opts);
+    if (out.length !== length) throw shortRead(this.root, key, offset, length, out.length);
+    return out;
+  }
+
+  async readUpTo(key: string, offset: number, length: number, opts: CallOptions = {}): Promise<Uint8Array> {
+    checkRange(key, offset, length);
+    const { fh, size } = await this.openRead(key, 'read', opts.signal);
     try {
-      const out = new Uint8Array(length);
-      let got = 0;
-      while (got < length) {
-        const { bytesRead } = await fh.read(out, got, length - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return got === length ? out : out.subarray(0, got);
+      checkAborted(opts.signal, 'read', key, this.root);
+      return await readAt(fh, offset, Math.max(0, Math.min(length, size - offset)));
     } catch (e) {
       return this.ioError('read', key, e);
     } finally {
@@ -170,12 +229,13 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async size(key: string): Promise<number | undefined> {
-    return (await this.stat(key))?.size;
+  async size(key: string, opts: CallOptions = {}): Promise<number | undefined> {
+    return (await this.stat(key, opts))?.size;
   }
 
-  async stat(key: string): Promise<KeyStat | undefined> {
+  async stat(key: string, opts: CallOptions = {}): Promise<KeyStat | undefined> {
     checkKey(key);
+    checkAborted(opts.signal, 'stat', key, this.root);
     try {
       if (!(await this.checkDirs(key, false))) return undefined;
       const st = await lstat(this.abs(key));
@@ -194,19 +254,22 @@ export class LocalBackend implements Backend {
    * name must still lead to that file (same inode), or the touch reports
    * false: the key no longer holds those bytes.
    */
-  async touch(key: string, expect?: Uint8Array): Promise<boolean> {
-    let fh;
+  async touch(key: string, expect?: Uint8Array, opts: CallOptions = {}): Promise<boolean> {
+    let opened;
     try {
-      fh = await this.openRead(key);
+      opened = await this.openRead(key, 'touch', opts.signal);
     } catch (e) {
       if (e instanceof At1Error && e.code === 'E_NOT_FOUND') return false;
       throw e;
     }
+    const { fh, size } = opened;
     try {
       if (expect !== undefined) {
-        const b = await fh.readFile();
-        if (b.length !== expect.length || Buffer.compare(b, expect) !== 0) return false;
+        if (size !== expect.length) return false;
+        const b = await readAt(fh, 0, size);
+        if (Buffer.compare(b, expect) !== 0) return false;
       }
+      checkAborted(opts.signal, 'touch', key, this.root);
       const now = new Date();
       await fh.utimes(now, now);
       const [a, b] = await Promise.all([fh.stat(), lstat(this.abs(key)).catch(() => undefined)]);
@@ -218,15 +281,25 @@ export class LocalBackend implements Backend {
     }
   }
 
+  /** Exclusive create: link() of a finished temp file fails with EEXIST atomically. */
+  create(key: string, data: Uint8Array, opts: CallOptions = {}): Promise<boolean> {
+    return this.write(key, data, true, opts.signal);
+  }
+
+  /** Atomic replace: rename() of a finished temp file over the name. */
+  async put(key: string, data: Uint8Array, opts: CallOptions = {}): Promise<void> {
+    await this.write(key, data, false, opts.signal);
+  }
+
   /**
    * The temp file of a write can vanish before it is linked into place when
    * a gc run with no grace period sweeps tmp/ at that moment: the write is
    * then simply done again (a few times at most).
    */
-  async write(key: string, data: Uint8Array, opts: WriteOptions = {}): Promise<boolean> {
+  private async write(key: string, data: Uint8Array, exclusive: boolean, signal: AbortSignal | undefined): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.writeOnce(key, data, opts);
+        return await this.writeOnce(key, data, exclusive, signal);
       } catch (e) {
         if (!(e instanceof TempVanished)) throw e;
         if (attempt >= 3) this.ioError('write', key, e.original);
@@ -234,8 +307,10 @@ export class LocalBackend implements Backend {
     }
   }
 
-  private async writeOnce(key: string, data: Uint8Array, opts: WriteOptions): Promise<boolean> {
+  private async writeOnce(key: string, data: Uint8Array, exclusive: boolean, signal: AbortSignal | undefined): Promise<boolean> {
     checkKey(key);
+    const what = exclusive ? 'create' : 'put';
+    checkAborted(signal, what, key, this.root);
     const dest = this.abs(key);
     const tmpKey = `${TMP_DIR}/${process.pid}-${randomBytes(8).toString('hex')}`;
     const tmp = this.abs(tmpKey);
@@ -257,7 +332,8 @@ export class LocalBackend implements Backend {
       } finally {
         await fh.close();
       }
-      if (opts.exclusive) {
+      checkAborted(signal, what, key, this.root); // the last moment before the write becomes visible
+      if (exclusive) {
         try {
           await link(tmp, dest); // creates the name itself: never writes through a link at dest
         } catch (e) {
@@ -277,14 +353,15 @@ export class LocalBackend implements Backend {
       return true;
     } catch (e) {
       if (e instanceof TempVanished) throw e;
-      return this.ioError('write', key, e);
+      return this.ioError(what, key, e);
     } finally {
       if (created) await unlink(tmp).catch(() => undefined);
     }
   }
 
-  async remove(key: string): Promise<void> {
+  async remove(key: string, opts: CallOptions = {}): Promise<void> {
     checkKey(key);
+    checkAborted(opts.signal, 'remove', key, this.root);
     try {
       if (!(await this.checkDirs(key, false))) return;
       if ((await lstat(this.abs(key))).isSymbolicLink()) this.linkRefused(key, key);
@@ -296,34 +373,73 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async list(prefix: string): Promise<KeyInfo[]> {
+  /**
+   * A depth-first walk with streaming directory reads (opendir, `pageSize`
+   * entries buffered at a time), so a listing of a million objects never
+   * holds them in one array; the signal is checked at every directory and
+   * every page of entries.
+   */
+  async *list(prefix: string, opts: ListOptions = {}): AsyncGenerator<KeyInfo> {
     checkKey(prefix);
-    const out: KeyInfo[] = [];
-    const walk = async (rel: string): Promise<void> => {
-      let entries;
-      try {
-        entries = await readdir(this.abs(rel), { withFileTypes: true });
-      } catch (e) {
-        if (isErrno(e, 'ENOENT')) return;
-        this.ioError('list', rel, e);
-      }
-      for (const ent of entries) {
-        const k = `${rel}/${ent.name}`;
-        // dirent types come from lstat: links (to files or directories), devices and FIFOs are neither listed nor descended into
-        if (ent.isDirectory()) await walk(k);
-        else if (ent.isFile()) {
-          const st = await lstat(this.abs(k)).catch(() => undefined);
-          if (st?.isFile()) out.push({ key: k, size: st.size, mtimeMs: st.mtimeMs });
-        }
-      }
-    };
+    const { signal } = opts;
+    const bufferSize = Math.max(1, Math.min(opts.pageSize ?? DEFAULT_PAGE_SIZE, 1024));
+    checkAborted(signal, 'list', prefix, this.root);
     try {
       // the prefix itself (and every directory above it) must be a real directory; the walk checks below it
-      if (!(await this.checkDirs(prefix, false, true))) return out;
+      if (!(await this.checkDirs(prefix, false, true))) return;
     } catch (e) {
       this.ioError('list', prefix, e);
     }
-    await walk(prefix);
-    return out;
+    const pending = [prefix];
+    while (pending.length > 0) {
+      const rel = pending.pop()!;
+      checkAborted(signal, 'list', rel, this.root);
+      let dir;
+      try {
+        dir = await opendir(this.abs(rel), { bufferSize });
+      } catch (e) {
+        if (isErrno(e, 'ENOENT') || (rel === prefix && isErrno(e, 'ENOTDIR'))) continue; // removed since it was seen; or the prefix is a key, not a folder
+        this.ioError('list', rel, e);
+      }
+      let n = 0;
+      try {
+        for await (const ent of dir) {
+          if (++n % bufferSize === 0) checkAborted(signal, 'list', rel, this.root);
+          const k = `${rel}/${ent.name}`;
+          // dirent types come from lstat: links (to files or directories), devices and FIFOs are neither listed nor descended into
+          if (ent.isDirectory()) pending.push(k);
+          else if (ent.isFile()) {
+            const st = await lstat(this.abs(k)).catch(() => undefined);
+            if (st?.isFile()) yield { key: k, size: st.size, mtimeMs: st.mtimeMs };
+          }
+        }
+      } catch (e) {
+        this.ioError('list', rel, e);
+      }
+    }
+  }
+
+  /** Every entry of the root directory, of any kind (an empty folder, a link and a FIFO count too). */
+  async *topLevel(opts: CallOptions = {}): AsyncGenerator<string> {
+    checkAborted(opts.signal, 'list', '/', this.root);
+    let names: string[];
+    try {
+      names = await readdir(this.base);
+    } catch (e) {
+      if (isErrno(e, 'ENOENT')) return;
+      this.ioError('list', '/', e);
+    }
+    yield* names;
+  }
+
+  /** Temp files of interrupted writes: tmp/ holds nothing else, and nothing in it is ever read. */
+  leftovers(opts: ListOptions = {}): AsyncGenerator<KeyInfo> {
+    return this.list(TMP_DIR, opts);
+  }
+
+  async removeLeftover(key: string, opts: CallOptions = {}): Promise<void> {
+    const rest = key.startsWith(`${TMP_DIR}/`) ? key.slice(TMP_DIR.length + 1) : '';
+    if (rest === '' || rest.includes('/')) throw new At1Error('E_INPUT', `${key} is not a leftover of ${this.root} (those are files in ${TMP_DIR}/)`);
+    await this.remove(key, opts);
   }
 }

@@ -48,12 +48,12 @@ export class ObjectStore {
 
   /** Store an object; returns true when it was written now, false when it existed already. */
   async put(digest: string, bytes: Uint8Array): Promise<boolean> {
-    return this.backend.write(objectKey(digest), bytes, { exclusive: true });
+    return this.backend.create(objectKey(digest), bytes);
   }
 
   /** Replace an object with another encoding of the same content (rebase, repair). */
   async replace(digest: string, bytes: Uint8Array): Promise<void> {
-    await this.backend.write(objectKey(digest), bytes);
+    await this.backend.put(objectKey(digest), bytes);
   }
 
   async get(digest: string): Promise<Uint8Array> {
@@ -63,8 +63,16 @@ export class ObjectStore {
     return b;
   }
 
+  /** Exactly `length` bytes at `offset`: an object too short is an error (E_CORRUPT). */
   async getRange(digest: string, offset: number, length: number): Promise<Uint8Array> {
     const b = await this.backend.readRange(objectKey(digest), offset, length);
+    this.stats.bytesRead += b.length;
+    return b;
+  }
+
+  /** Up to `length` bytes at `offset`, fewer where the object ends (a header read before the length is known). */
+  async getUpTo(digest: string, offset: number, length: number): Promise<Uint8Array> {
+    const b = await this.backend.readUpTo(objectKey(digest), offset, length);
     this.stats.bytesRead += b.length;
     return b;
   }
@@ -83,7 +91,7 @@ export class ObjectStore {
   /** Every stored digest with its size and modification time (gc's grace period reads the time). */
   async listWithTimes(): Promise<Map<string, { size: number; mtimeMs?: number }>> {
     const out = new Map<string, { size: number; mtimeMs?: number }>();
-    for (const { key, size, mtimeMs } of await this.backend.list(OBJECTS_DIR)) {
+    for await (const { key, size, mtimeMs } of this.backend.list(OBJECTS_DIR)) {
       const d = digestOfKey(key);
       if (d !== undefined) out.set(d, { size, mtimeMs });
     }
@@ -92,7 +100,9 @@ export class ObjectStore {
 
   /** Keys under objects/ that are not well-formed object names (stray files; fsck reports them). */
   async strays(): Promise<string[]> {
-    return (await this.backend.list(OBJECTS_DIR)).filter((k) => digestOfKey(k.key) === undefined).map((k) => k.key);
+    const out: string[] = [];
+    for await (const { key } of this.backend.list(OBJECTS_DIR)) if (digestOfKey(key) === undefined) out.push(key);
+    return out;
   }
 
   /** Mark an object as just used (a writer reusing it): gc's grace period then spares it as young. */

@@ -28,6 +28,8 @@ const WORDS: Record<string, { code: ErrorCode; words: string }> = {
   EBUSY: { code: 'E_IO', words: 'the resource is busy' },
   ETXTBSY: { code: 'E_IO', words: 'the file is busy' },
   EAGAIN: { code: 'E_IO', words: 'the resource is temporarily unavailable' },
+  EINTR: { code: 'E_IO', words: 'interrupted by a signal' },
+  ETIMEDOUT: { code: 'E_IO', words: 'the operation timed out' },
 };
 
 export function errnoOf(e: unknown): string | undefined {
@@ -39,7 +41,12 @@ export function isErrno(e: unknown, code: string): boolean {
 }
 
 /** Errors worth retrying as they are (transient device or resource trouble). */
-const RETRYABLE = new Set(['EAGAIN', 'EBUSY', 'EMFILE', 'ENFILE', 'EIO']);
+const RETRYABLE = new Set(['EAGAIN', 'EBUSY', 'EMFILE', 'ENFILE', 'EIO', 'EINTR', 'ETIMEDOUT', 'ETXTBSY']);
+
+/** Whether a failed call with this errno may succeed if simply tried again. */
+export function isRetryableErrno(errno: string | undefined): boolean {
+  return errno !== undefined && RETRYABLE.has(errno);
+}
 
 /**
  * The At1Error for a failed file-system call: `action` says what was being
@@ -51,7 +58,7 @@ export function fsError(e: unknown, action: string, path: string): At1Error {
   const errno = errnoOf(e);
   const known = errno ? WORDS[errno] : undefined;
   const why = known ? `${known.words} (${errno})` : errno ? `${errno}: ${(e as Error).message}` : e instanceof Error ? e.message : String(e);
-  return new At1Error(known?.code ?? 'E_IO', `could not ${action} ${path}: ${why}`, { cause: e, retryable: errno !== undefined && RETRYABLE.has(errno) });
+  return new At1Error(known?.code ?? 'E_IO', `could not ${action} ${path}: ${why}`, { cause: e, retryable: isRetryableErrno(errno) });
 }
 
 /** Run a file-system call, turning any failure into fsError(action, path). */
