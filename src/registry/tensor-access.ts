@@ -10,7 +10,6 @@
  * bytes, each checked against its digest, and nothing else of the pack.
  */
 import { At1Error } from '../errors.js';
-import { dtypeInfo } from '../format/dtype.js';
 import { decodePieces, tensorPieces } from './restore.js';
 import { readerSource } from './chunk-source.js';
 import { packSlices } from './packs.js';
@@ -144,68 +143,4 @@ export async function readTensorBytes(reg: Registry, loc: TensorLocation, range?
   const parts: Uint8Array[] = [];
   for await (const p of readTensorRange(reg, loc, range)) parts.push(p);
   return parts.length === 1 ? parts[0]! : new Uint8Array(Buffer.concat(parts));
-}
-
-export type TypedView = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
-
-/**
- * Tensor bytes as the natural typed array: F32 -> Float32Array, F64, the
- * integer types, BOOL/U8 -> Uint8Array. F16 and BF16 have no JS float type:
- * they come back as their Uint16Array bit patterns (see toFloat32).
- * Copies only when the bytes are not aligned for the type.
- */
-export function typedView(dtype: string, bytes: Uint8Array): TypedView {
-  const info = dtypeInfo(dtype);
-  if (!info || info.bits % 8 !== 0) throw new At1Error('E_INPUT', `no typed view for dtype ${dtype}`);
-  const w = info.bits / 8;
-  const b = bytes.byteOffset % w === 0 ? bytes : bytes.slice();
-  const n = b.length / w;
-  switch (dtype) {
-    case 'F32':
-      return new Float32Array(b.buffer, b.byteOffset, n);
-    case 'F64':
-      return new Float64Array(b.buffer, b.byteOffset, n);
-    case 'I8':
-      return new Int8Array(b.buffer, b.byteOffset, n);
-    case 'I16':
-      return new Int16Array(b.buffer, b.byteOffset, n);
-    case 'I32':
-      return new Int32Array(b.buffer, b.byteOffset, n);
-    case 'U32':
-      return new Uint32Array(b.buffer, b.byteOffset, n);
-    case 'I64':
-      return new BigInt64Array(b.buffer, b.byteOffset, n);
-    case 'U64':
-      return new BigUint64Array(b.buffer, b.byteOffset, n);
-    case 'U16':
-    case 'F16':
-    case 'BF16':
-      return new Uint16Array(b.buffer, b.byteOffset, n);
-    default:
-      return b;
-  }
-}
-
-function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/** F32, F16 or BF16 values as a Float32Array (exact: every F16 and BF16 value is a float32; NaN payloads are not kept). */
-export function toFloat32(dtype: string, bytes: Uint8Array): Float32Array {
-  const v = typedView(dtype, bytes);
-  if (dtype === 'F32') return v as Float32Array;
-  const src = v as Uint16Array;
-  const out = new Float32Array(src.length);
-  if (dtype === 'BF16') {
-    const o32 = new Uint32Array(out.buffer);
-    for (let i = 0; i < src.length; i++) o32[i] = src[i]! << 16;
-  } else if (dtype === 'F16') {
-    for (let i = 0; i < src.length; i++) out[i] = f16ToF32(src[i]!);
-  } else throw new At1Error('E_INPUT', `toFloat32 takes F32, F16 or BF16, not ${dtype}`);
-  return out;
 }
