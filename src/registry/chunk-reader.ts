@@ -145,7 +145,7 @@ export class ChunkReader {
   }
 
   private async decode(digest: string, expectedLength: number | undefined, maxDepth: number, mode: Mode, out?: Uint8Array): Promise<Decoded> {
-    const hit = mode.verify ? this.cache.get(digest) : undefined;
+    const hit = this.cache.get(digest); // verified bytes serve unverified reads too (a reference a child is decoded against)
     if (hit) {
       this.checkLength(digest, hit.header, expectedLength);
       if (out) {
