@@ -27,28 +27,18 @@ export type { Level } from './codec/types.js';
 export { add } from './registry/add.js';
 export type { AddOptions, AddResult } from './registry/add-version.js';
 export type { ParentEstimate } from './registry/reference.js';
-export { getVersion, streamVersion, readFile as readVersionFile, readTensor, type GetOptions, type GetResult } from './registry/restore.js';
+export { getVersion, streamVersion, type GetOptions, type GetResult } from './registry/restore.js';
+export { readFile as readVersionFile } from './registry/decode-pipeline.js';
 export { verifyRegistry, type VerifyReport, type VersionVerdict, type VerifyFailure } from './registry/verify.js';
 export { listRegistry, type FamilyListing, type VersionRow } from './registry/list.js';
 export { removeVersion, type RemoveOptions, type RemoveResult } from './registry/remove.js';
 export { gcRegistry, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult } from './registry/gc.js';
 export { fsckRegistry, type FsckOptions, type FsckProblem, type FsckReport } from './registry/fsck.js';
 
-// Tensors: find, read, list.
-export {
-  findTensor,
-  readTensorRange,
-  readTensorBytes,
-  rowRange,
-  tensorsOf,
-  tensorObjects,
-  tensorStoredBytes,
-  typedView,
-  toFloat32,
-  type TensorLocation,
-  type ByteRange,
-  type TypedView,
-} from './registry/tensor-access.js';
+// Tensors: find, read (one reader for every consumer), list.
+export { TensorReader, type ReadOptions as TensorReadOptions } from './registry/tensor-reader.js';
+export { findTensor, readTensorRange, readTensorBytes, rowRange, tensorsOf, tensorObjects, tensorStoredBytes, type TensorLocation, type ByteRange } from './registry/tensor-access.js';
+export { typedView, toFloat32, type TypedView } from './format/dtype-convert.js';
 export type { VersionManifest, TensorEntry, FileEntry } from './registry/manifest.js';
 export type { ProgressEvent, ProgressFn } from './registry/progress.js';
 

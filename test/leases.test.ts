@@ -12,7 +12,7 @@ import { LocalBackend } from '../src/store/local-backend.js';
 import { acquireWriterLease, LOCK_KEY, parseLease, readerLeases, takeReaderLease } from '../src/registry/lease.js';
 import { gcRegistry } from '../src/registry/gc.js';
 import { removeVersion } from '../src/registry/remove.js';
-import { readFile as readVersionFile } from '../src/registry/restore.js';
+import { readFile as readVersionFile } from '../src/registry/decode-pipeline.js';
 import { fsckRegistry } from '../src/registry/fsck.js';
 import { hostIdentity } from '../src/util/host-identity.js';
 import { EMBEDDED, REPO, at1, sha256File, tempDir } from './helpers.js';

@@ -7,6 +7,7 @@
  */
 import { At1Error } from '../errors.js';
 import { elementBytes } from '../format/dtype.js';
+import { allocating } from './decode-into.js';
 import { groupingWidth, joinPlanes, splitPlanes } from './byte-planes.js';
 import { packStreams, unpackStreams } from './streams.js';
 import type { ChunkContext, Codec, Level } from './types.js';
@@ -18,21 +19,20 @@ function encodePlanes(planes: Uint8Array[], level: Level): Uint8Array {
   return packStreams(planes.map((p) => zstdCompress(p, ZSTD_LEVEL[level])));
 }
 
-function decodePlanes(payload: Uint8Array, rawLength: number, width: number, what: string): Uint8Array {
+/** Decode byte planes into `out` (its length is the raw length); planes are joined there, so only the planes are scratch. */
+function decodePlanesInto(payload: Uint8Array, out: Uint8Array, width: number, what: string): void {
   const streams = unpackStreams(payload, width, what);
-  const out = new Uint8Array(rawLength);
   if (width === 1) {
     zstdDecompressInto(out, streams[0]!, what);
-    return out;
+    return;
   }
-  const n = rawLength / width;
+  const n = out.length / width;
   const planes = streams.map((s, k) => {
     const plane = new Uint8Array(n);
     zstdDecompressInto(plane, s, `${what} plane ${k}`);
     return plane;
   });
   joinPlanes(planes, out);
-  return out;
 }
 
 export const rawCodec: Codec = {
@@ -41,10 +41,11 @@ export const rawCodec: Codec = {
   refCount: 0,
   accepts: () => true,
   encode: (raw) => raw,
-  decode(payload, rawLength) {
-    if (payload.length !== rawLength) throw new At1Error('E_CORRUPT', `raw payload holds ${payload.length} bytes, expected ${rawLength}`);
-    return payload;
+  decodeInto(payload, _ctx, out) {
+    if (payload.length !== out.length) throw new At1Error('E_CORRUPT', `raw payload holds ${payload.length} bytes, expected ${out.length}`);
+    out.set(payload);
   },
+  decode: (payload, rawLength, ctx) => allocating(rawCodec.decodeInto)(payload, rawLength, ctx),
 };
 
 export const groupedZstdCodec: Codec = {
@@ -55,18 +56,19 @@ export const groupedZstdCodec: Codec = {
   encode(raw, ctx, level) {
     return encodePlanes(splitPlanes(raw, groupingWidth(elementBytes(ctx.dtype), raw.length)), level);
   },
-  decode(payload, rawLength, ctx) {
-    return decodePlanes(payload, rawLength, groupingWidth(elementBytes(ctx.dtype), rawLength), 'grouped-zstd payload');
+  decodeInto(payload, ctx, out) {
+    decodePlanesInto(payload, out, groupingWidth(elementBytes(ctx.dtype), out.length), 'grouped-zstd payload');
   },
+  decode: (payload, rawLength, ctx) => allocating(groupedZstdCodec.decodeInto)(payload, rawLength, ctx),
 };
 
-function xorInto(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length);
+/** out = a ^ b; `out` may be `a` itself (decode XORs the reference into the decoded planes in place). */
+function xorInto(a: Uint8Array, b: Uint8Array, out: Uint8Array = new Uint8Array(a.length)): Uint8Array {
   // Word-wide XOR where alignment allows: 4x fewer iterations on the hot path.
-  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 && a.length % 4 === 0) {
+  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 && out.byteOffset % 4 === 0 && a.length % 4 === 0) {
     const a32 = new Uint32Array(a.buffer, a.byteOffset, a.length / 4);
     const b32 = new Uint32Array(b.buffer, b.byteOffset, b.length / 4);
-    const o32 = new Uint32Array(out.buffer, 0, out.length / 4);
+    const o32 = new Uint32Array(out.buffer, out.byteOffset, out.length / 4);
     for (let i = 0; i < o32.length; i++) o32[i] = a32[i]! ^ b32[i]!;
   } else {
     for (let i = 0; i < a.length; i++) out[i] = a[i]! ^ b[i]!;
@@ -92,12 +94,13 @@ export const bitxCodec: Codec = {
     const x = xorInto(raw, ref);
     return encodePlanes(splitPlanes(x, groupingWidth(elementBytes(ctx.dtype), raw.length)), level);
   },
-  decode(payload, rawLength, ctx) {
-    const ref = sameWidthRef(rawLength, ctx);
+  decodeInto(payload, ctx, out) {
+    const ref = sameWidthRef(out.length, ctx);
     if (!ref) throw new At1Error('E_CORRUPT', 'bitx object: reference does not match the chunk');
-    const x = decodePlanes(payload, rawLength, groupingWidth(elementBytes(ctx.dtype), rawLength), 'bitx payload');
-    return xorInto(x, ref);
+    decodePlanesInto(payload, out, groupingWidth(elementBytes(ctx.dtype), out.length), 'bitx payload');
+    xorInto(out, ref, out);
   },
+  decode: (payload, rawLength, ctx) => allocating(bitxCodec.decodeInto)(payload, rawLength, ctx),
 };
 
 export const basicCodecs: readonly Codec[] = [rawCodec, groupedZstdCodec, bitxCodec];

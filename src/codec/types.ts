@@ -36,8 +36,14 @@ export interface Codec {
   accepts(rawLength: number, ctx: ChunkContext): boolean;
   encode(raw: Uint8Array, ctx: ChunkContext, level: Level): Uint8Array;
   /**
-   * Must throw (never return short or garbage data silently) when the payload
-   * is malformed; must not allocate more than `rawLength` plus small constants.
+   * Decode into `out`, whose length is the chunk's raw length: a caller
+   * (a tensor reader filling its destination) saves an allocation and a
+   * copy. Must throw (never leave short or garbage data silently) when the
+   * payload is malformed; must not allocate more than the raw length plus
+   * small constants. `out` may sit at any offset: a codec that needs an
+   * aligned output decodes into scratch and copies once (decode-into.ts).
    */
+  decodeInto(payload: Uint8Array, ctx: ChunkContext, out: Uint8Array): void;
+  /** decodeInto a freshly allocated array of `rawLength` bytes (decode-into.ts `allocating`). */
   decode(payload: Uint8Array, rawLength: number, ctx: ChunkContext): Uint8Array;
 }

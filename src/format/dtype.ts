@@ -4,6 +4,8 @@
  * computed in bits and must come out as whole bytes (rule 8 of
  * docs/FORMAT.md's input rules).
  */
+import { At1Error } from '../errors.js';
+
 export type FloatKind = 'float' | 'int' | 'uint' | 'bool' | 'fp8' | 'fp-small';
 
 export interface DTypeInfo {
@@ -51,6 +53,13 @@ export function isKnownDType(name: string): boolean {
 
 export function allDTypes(): readonly DTypeInfo[] {
   return TABLE;
+}
+
+/** Storage width of one element in bits; throws for a dtype this build does not know. */
+export function dtypeBits(name: string): number {
+  const d = BY_NAME.get(name);
+  if (!d) throw new At1Error('E_INPUT', `unknown dtype ${name}`);
+  return d.bits;
 }
 
 /** Bytes one element occupies, for whole-byte types; undefined for packed sub-byte types. */

@@ -17,10 +17,10 @@ import { openFileSource, type InputSource } from '../format/input-source.js';
 import { newSha256, sha256Hex } from '../util/hash.js';
 import { fsCall, fsError, isErrno } from '../util/fs-errors.js';
 import { BLOB_CHUNK_BYTES } from './config.js';
-import { storeChunk, type StoredChunk } from './chunk-writer.js';
-import { POOL_THRESHOLD_BYTES } from './chunk-source.js';
+import { storeChunk, storeEncoded, type StoredChunk } from './chunk-writer.js';
+import { wantsPool } from './chunk-source.js';
+import { pooledDecoder } from './chunk-decoder.js';
 import { defaultPoolSize, WorkerPool } from './worker-pool.js';
-import { LocalBackend } from '../store/local-backend.js';
 import { orderedMap } from '../util/ordered-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
@@ -90,21 +90,28 @@ interface ChunkSink {
 }
 
 function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
-  const mode = reg.settings.workers;
-  const pooled = (mode === 'always' || (mode !== 'never' && totalBytes >= POOL_THRESHOLD_BYTES)) && reg.backend instanceof LocalBackend;
-  if (!pooled) {
+  if (!wantsPool(totalBytes, reg.settings)) {
     return {
       store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(reg.reader, parentChunk, reg.config.maxChainDepth), level, reg.reader),
       window: 1,
       close: async () => undefined,
     };
   }
-  const pool = new WorkerPool({ root: (reg.backend as LocalBackend).root, maxChainDepth: reg.config.maxChainDepth }, defaultPoolSize('encode', reg.settings.threads));
+  // Workers hash and encode; this thread reads the references, proves dedup candidates and writes objects.
+  const pool = new WorkerPool(defaultPoolSize('encode', reg.settings.threads));
+  const reader = reg.reader.withDecoder(pooledDecoder(pool, pool.size));
   return {
     store: async (raw, dtype, parentChunk) => {
-      const r = await pool.run({ kind: 'encode', raw, dtype, parentChunk, level }, [raw.buffer as ArrayBuffer]);
-      if (r.kind !== 'stored') throw new Error('unexpected worker reply');
-      return r;
+      const refs = await refsForChunk(reader, parentChunk, reg.config.maxChainDepth);
+      const d = await pool.run({ kind: 'digest', raw }, [raw.buffer as ArrayBuffer]);
+      if (d.kind !== 'digested') throw new Error(`unexpected worker reply ${d.kind}`);
+      const encode = async (): Promise<{ object: Uint8Array; codec: string }> => {
+        // The references are copied, not transferred: the reader's cache may hold them.
+        const e = await pool.run({ kind: 'encode', raw: d.raw, dtype, refs, level }, [d.raw.buffer as ArrayBuffer]);
+        if (e.kind !== 'encoded') throw new Error(`unexpected worker reply ${e.kind}`);
+        return e;
+      };
+      return storeEncoded(reg.store, d.digest, d.raw.length, encode, reader);
     },
     window: 6,
     close: () => pool.close(),

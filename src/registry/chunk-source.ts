@@ -1,49 +1,64 @@
 /**
- * Where verified chunk bytes come from during a restore or a verify: the
- * registry's in-process reader, or a worker pool decoding several chunks at
- * once. Either way every chunk returned has matched its digest.
+ * Where verified chunk bytes come from during a restore, a verify or a
+ * tensor read: a ChunkReader decoding in-process, or the same reader
+ * decoding on a worker pool. Either way the calling thread does all the
+ * I/O, `window` reads in flight, so every backend gets the same parallelism.
  */
 import type { ChunkReader } from './chunk-reader.js';
+import { pooledDecoder } from './chunk-decoder.js';
 import { defaultPoolSize, WorkerPool } from './worker-pool.js';
-import type { Registry } from './registry.js';
-import { LocalBackend } from '../store/local-backend.js';
+import type { RegistrySettings } from './settings.js';
 
 export interface ChunkSource {
-  /** Verified bytes of a chunk. */
+  /** Verified bytes of a chunk (possibly shared with a cache: do not modify). */
   read(digest: string, length: number): Promise<Uint8Array>;
-  /** Decoded but unhashed bytes, for callers that check a digest covering them (see ChunkReader.readUnverified). */
-  readUnverified(digest: string, length: number): Promise<Uint8Array>;
+  /** Decode a chunk into `out` (its length) and check it against its digest. */
+  readInto(digest: string, out: Uint8Array): Promise<void>;
+  /** Decoded but unhashed bytes, for callers that check a digest covering them (see ChunkReader.readUnverified); decoded into `out` when given. */
+  readUnverified(digest: string, length: number, out?: Uint8Array): Promise<Uint8Array>;
   /** How many reads to keep in flight. */
   readonly window: number;
   close(): Promise<void>;
 }
 
-export function readerSource(reader: ChunkReader): ChunkSource {
-  return { read: async (d, n) => (await reader.read(d, n)).bytes, readUnverified: (d, n) => reader.readUnverified(d, n), window: 1, close: async () => undefined };
+/**
+ * Reads in flight for an in-process source: two, so the next object's read
+ * (and, on a remote backend, its latency) overlaps this one's decode.
+ */
+const IN_PROCESS_WINDOW = 2;
+
+/**
+ * Reads in flight per pool worker: enough to keep each busy while the main
+ * thread reads, hashes and writes. A delta chunk is two jobs (its reference,
+ * then itself) with a hop through this thread between them, so a worker
+ * idles unless more is queued: 3 left it ~15% idle on a 2-core get.
+ */
+const READS_PER_WORKER = 4;
+
+export function readerSource(reader: ChunkReader, window = IN_PROCESS_WINDOW): ChunkSource {
+  return {
+    read: async (d, n) => (await reader.read(d, n)).bytes,
+    readInto: (d, out) => reader.readInto(d, out),
+    readUnverified: (d, n, out) => reader.readUnverified(d, n, out),
+    window,
+    close: async () => undefined,
+  };
 }
 
 /** Below this many bytes a restore runs in-process: starting workers would cost more than it saves. */
 export const POOL_THRESHOLD_BYTES = 64 << 20;
 
-/**
- * A worker-pool source for large local restores, else the in-process reader.
- * settings.workers 'never' never uses workers; 'always' always does (tests use it
- * to run the pooled path on small data).
- */
-export function chunkSource(reg: Registry, reader: ChunkReader, totalBytes: number): ChunkSource {
-  const mode = reg.settings.workers;
-  const wanted = mode === 'always' || (mode !== 'never' && totalBytes >= POOL_THRESHOLD_BYTES);
-  if (!wanted || !(reg.backend instanceof LocalBackend)) return readerSource(reader);
-  const pool = new WorkerPool({ root: reg.backend.root, maxChainDepth: reg.config.maxChainDepth }, defaultPoolSize('decode', reg.settings.threads));
-  const decode = async (digest: string, length: number, verify: boolean): Promise<Uint8Array> => {
-    const r = await pool.run({ kind: 'decode', digest, length, verify });
-    if (r.kind !== 'decoded') throw new Error('unexpected worker reply');
-    return r.bytes;
-  };
-  return {
-    read: (digest, length) => decode(digest, length, true),
-    readUnverified: (digest, length) => decode(digest, length, false),
-    window: 6,
-    close: () => pool.close(),
-  };
+/** Whether work of `totalBytes` bytes should use a worker pool. settings.workers 'never' never does; 'always' always does (tests use it to run the pooled path on small data). */
+export function wantsPool(totalBytes: number, settings: Pick<RegistrySettings, 'workers'>): boolean {
+  const mode = settings.workers;
+  return mode === 'always' || (mode !== 'never' && totalBytes >= POOL_THRESHOLD_BYTES);
+}
+
+/** A source decoding on a worker pool for large work, else in-process; `reader` does the I/O either way. */
+export function chunkSource(reader: ChunkReader, totalBytes: number, settings: Pick<RegistrySettings, 'workers' | 'threads'>): ChunkSource {
+  if (!wantsPool(totalBytes, settings)) return readerSource(reader);
+  const pool = new WorkerPool(defaultPoolSize('decode', settings.threads));
+  const window = pool.size * READS_PER_WORKER;
+  const source = readerSource(reader.withDecoder(pooledDecoder(pool, pool.size)), window);
+  return { ...source, close: () => pool.close() };
 }

@@ -1,49 +1,54 @@
 /**
- * The body of a pool worker (worker-pool.ts): decodes and encodes chunks
- * against its own view of the registry. Objects it writes are exclusive
- * creates, so workers and the main thread never conflict.
+ * The body of a pool worker (worker-pool.ts): pure CPU, no I/O. The main
+ * thread reads objects and reference chains and writes what comes back, so
+ * workers need no view of the registry and any backend gets them.
+ *  - decode: object bytes + the raw bytes of its references -> raw bytes
+ *    (and their SHA-256 when asked: verified reads hash here, off the main thread);
+ *  - encode: a raw chunk + its references -> its digest and the smallest
+ *    verified object (chunk-writer.ts encodeVerified).
+ * Results are transferred, not copied.
  */
 import { parentPort } from 'node:worker_threads';
 import { At1Error } from '../errors.js';
-import type { Level } from '../codec/types.js';
-import { LocalBackend } from '../store/local-backend.js';
-import { ObjectStore } from '../store/object-store.js';
-import { ChunkReader } from './chunk-reader.js';
-import { storeChunk } from './chunk-writer.js';
-import { refsForChunk } from './reference.js';
-import type { WorkerInit } from './worker-pool.js';
+import type { Level, RefChunk } from '../codec/types.js';
+import type { ObjectHeader } from '../format/object.js';
+import { sha256Hex } from '../util/hash.js';
+import { decodeObjectInto } from './chunk-decoder.js';
+import { encodeVerified, type Reference } from './chunk-writer.js';
 
 export type WorkerJob =
-  | { kind: 'decode'; digest: string; length: number; verify: boolean }
-  | { kind: 'encode'; raw: Uint8Array; dtype: string; parentChunk: string | undefined; level: Level };
+  | { kind: 'decode'; digest: string; object: Uint8Array; header: ObjectHeader; refs: RefChunk[]; hash: boolean }
+  | { kind: 'digest'; raw: Uint8Array }
+  | { kind: 'encode'; raw: Uint8Array; dtype: string; refs: Reference[]; level: Level };
 
-export type WorkerReply = { kind: 'decoded'; bytes: Uint8Array } | { kind: 'stored'; digest: string; written: number; codec: string };
+export type WorkerReply =
+  | { kind: 'decoded'; bytes: Uint8Array; sha256?: string }
+  | { kind: 'digested'; digest: string; raw: Uint8Array }
+  | { kind: 'encoded'; object: Uint8Array; codec: string };
 
-export function start(init: WorkerInit): void {
-  const store = new ObjectStore(new LocalBackend(init.root));
-  const reader = new ChunkReader(store, 16 << 20);
-  const handle = async (job: WorkerJob): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> => {
-    if (job.kind === 'decode') {
-      if (!job.verify) {
-        const bytes = await reader.readUnverified(job.digest, job.length);
-        const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
-        return { reply: { kind: 'decoded', bytes: own }, transfer: [own.buffer as ArrayBuffer] };
-      }
-      const { bytes } = await reader.read(job.digest, job.length);
-      const copy = bytes.slice(); // the cache keeps its own; the copy is transferred
-      return { reply: { kind: 'decoded', bytes: copy }, transfer: [copy.buffer as ArrayBuffer] };
-    }
-    const refs = await refsForChunk(reader, job.parentChunk, init.maxChainDepth);
-    const r = await storeChunk(store, job.raw, job.dtype, refs, job.level, reader); // the reader proves an existing object before dedup reuses it
-    return { reply: { kind: 'stored', ...r }, transfer: [] };
-  };
+function handle(job: WorkerJob): { reply: WorkerReply; transfer: ArrayBuffer[] } {
+  if (job.kind === 'decode') {
+    const bytes = new Uint8Array(job.header.rawLength);
+    decodeObjectInto(job.digest, job.object, job.header, job.refs, bytes);
+    return { reply: { kind: 'decoded', bytes, sha256: job.hash ? sha256Hex(bytes) : undefined }, transfer: [bytes.buffer] };
+  }
+  if (job.kind === 'digest') {
+    // The raw chunk goes back with its digest: the main thread checks dedup before anything is encoded.
+    return { reply: { kind: 'digested', digest: sha256Hex(job.raw), raw: job.raw }, transfer: [job.raw.buffer as ArrayBuffer] };
+  }
+  const { object, codec } = encodeVerified(job.raw, job.dtype, job.refs, job.level);
+  const own = object.byteOffset === 0 && object.byteLength === object.buffer.byteLength ? object : object.slice();
+  return { reply: { kind: 'encoded', object: own, codec }, transfer: [own.buffer as ArrayBuffer] };
+}
+
+export function start(): void {
   parentPort!.on('message', (m: { id: number; job: WorkerJob }) => {
-    handle(m.job).then(
-      ({ reply, transfer }) => parentPort!.postMessage({ id: m.id, ok: true, reply }, transfer),
-      (e: unknown) => {
-        const err = e instanceof At1Error ? e : new At1Error('E_IO', e instanceof Error ? e.message : String(e));
-        parentPort!.postMessage({ id: m.id, ok: false, error: { code: err.code, message: err.message, where: (err as { where?: unknown }).where } });
-      },
-    );
+    try {
+      const { reply, transfer } = handle(m.job);
+      parentPort!.postMessage({ id: m.id, ok: true, reply }, transfer);
+    } catch (e) {
+      const err = e instanceof At1Error ? e : new At1Error('E_IO', e instanceof Error ? e.message : String(e));
+      parentPort!.postMessage({ id: m.id, ok: false, error: { code: err.code, message: err.message, where: (err as { where?: unknown }).where } });
+    }
   });
 }

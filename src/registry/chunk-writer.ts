@@ -106,14 +106,29 @@ export async function storeChunk(
   level: Level,
   reader: ChunkReader = new ChunkReader(store, 0),
 ): Promise<StoredChunk> {
-  const digest = sha256Hex(raw);
+  return storeEncoded(store, sha256Hex(raw), raw.length, async () => encodeVerified(raw, dtype, refs, level), reader);
+}
+
+/**
+ * Store a chunk of digest `digest` and `rawLength` bytes, calling `encode`
+ * for its object only when no proven object sits at the key already. The
+ * I/O half of storeChunk: a worker pool does the encoding (and the digest),
+ * the calling thread the reads, proofs and writes, so any backend works.
+ */
+export async function storeEncoded(
+  store: ObjectStore,
+  digest: string,
+  rawLength: number,
+  encode: () => Promise<{ object: Uint8Array; codec: string }>,
+  reader: ChunkReader,
+): Promise<StoredChunk> {
   const existed = await store.has(digest);
-  if (existed && (await provenAt(reader, digest, raw.length))) return { digest, written: 0, codec: 'dedup' };
-  const { object, codec } = encodeVerified(raw, dtype, refs, level);
+  if (existed && (await provenAt(reader, digest, rawLength))) return { digest, written: 0, codec: 'dedup' };
+  const { object, codec } = await encode();
   if (!existed) {
     if (await store.put(digest, object)) return { digest, written: object.length, codec };
-    // It appeared since has() (another worker storing the same chunk): reused only if proven, like any other.
-    if (await provenAt(reader, digest, raw.length)) return { digest, written: 0, codec: 'dedup' };
+    // It appeared since has() (another writer storing the same chunk): reused only if proven, like any other.
+    if (await provenAt(reader, digest, rawLength)) return { digest, written: 0, codec: 'dedup' };
   }
   // What sits at the key failed its proof: replace it atomically (a reader sees the bad object or the verified one, never a mix).
   await store.replace(digest, object);

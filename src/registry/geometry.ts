@@ -3,8 +3,7 @@
  * bytes), so chunk i of an f32 tensor and chunk i of its bf16 relative cover
  * the same elements: cross-dtype deltas line up chunk for chunk.
  */
-import { At1Error } from '../errors.js';
-import { dtypeInfo } from '../format/dtype.js';
+import { dtypeBits } from '../format/dtype.js';
 
 export interface ChunkSpan {
   index: number;
@@ -19,11 +18,8 @@ export function elementCount(shape: readonly number[]): number {
   return n;
 }
 
-export function dtypeBits(dtype: string): number {
-  const info = dtypeInfo(dtype);
-  if (!info) throw new At1Error('E_INPUT', `unknown dtype ${dtype}`);
-  return info.bits;
-}
+// A dtype fact, kept with the dtype table; re-exported for the registry files that import it from here.
+export { dtypeBits };
 
 /** The chunks of a tensor of `elements` elements of `bits` bits each. */
 export function tensorChunks(elements: number, bits: number, chunkElements: number): ChunkSpan[] {

@@ -4,25 +4,20 @@
  * chunks of the same tensor along its reference chain) — never from the
  * rest of the model.
  *
- * A whole-tensor read checks the tensor's SHA-256; a range read decodes only
- * the chunks that overlap the range and checks each against its digest. A
- * packed tensor (docs/FORMAT.md §6) is read from the pack chunks holding its
- * bytes, each checked against its digest, and nothing else of the pack.
+ * This file finds tensors, says what they cost and which rows are which
+ * bytes; reading is TensorReader's (tensor-reader.ts: what is checked,
+ * whole tensor, range or packed), wrapped here in a reader lease.
  */
 import { At1Error } from '../errors.js';
-import { dtypeInfo } from '../format/dtype.js';
-import { decodePieces, tensorPieces } from './restore.js';
+import { dtypeBits } from '../format/dtype.js';
 import { readerSource } from './chunk-source.js';
 import { packSlices } from './packs.js';
-import { dtypeBits, elementCount, tensorChunks } from './geometry.js';
-import type { SafetensorsFile, TensorEntry, VersionManifest } from './manifest.js';
+import { elementCount } from './geometry.js';
+import type { TensorEntry, VersionManifest } from './manifest.js';
 import type { Registry } from './registry.js';
+import { checkByteRange, TensorReader, type ByteRange, type ReadOptions, type TensorLocation } from './tensor-reader.js';
 
-export interface TensorLocation {
-  manifest: VersionManifest;
-  file: SafetensorsFile;
-  tensor: TensorEntry;
-}
+export { checkByteRange, type ByteRange, type TensorLocation };
 
 /** Every tensor of a version, with the file it sits in. */
 export function tensorsOf(m: VersionManifest): TensorLocation[] {
@@ -65,12 +60,6 @@ export function tensorStoredBytes(loc: Pick<TensorLocation, 'file' | 'tensor'>, 
   return Math.round(packSlices(loc.file, loc.tensor).reduce((a, s) => a + ((sizes.get(s.digest) ?? 0) * (s.to - s.from)) / Math.max(1, s.chunkLength), 0));
 }
 
-/** A half-open byte range [start, end) within a tensor. */
-export interface ByteRange {
-  start: number;
-  end: number;
-}
-
 /** Bytes of one row (one index of the first dimension). */
 export function rowBytes(t: TensorEntry): number {
   if (t.shape.length === 0) throw new At1Error('E_INPUT', `tensor ${JSON.stringify(t.name)} is a scalar: it has no rows`);
@@ -89,123 +78,19 @@ export function rowRange(t: TensorEntry, from: number, to: number): ByteRange {
   return { start: from * per, end: to * per };
 }
 
-export function checkByteRange(t: TensorEntry, r: ByteRange): void {
-  if (!Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.end) || r.start < 0 || r.end < r.start || r.end > t.length) {
-    throw new At1Error('E_INPUT', `bytes ${r.start}:${r.end} are outside tensor ${JSON.stringify(t.name)}, which has ${t.length} bytes`);
-  }
-}
-
 /**
- * A tensor's bytes, or a range of them, as verified pieces in order. Only
- * the chunks overlapping the range are read.
+ * A tensor's bytes, or a range of them, as pieces in order, under a reader
+ * lease (TensorReader.stream). Only the chunks overlapping the range are read.
  */
-export function readTensorRange(reg: Registry, loc: TensorLocation, range?: ByteRange): AsyncGenerator<Uint8Array> {
-  return reg.readingStream(`tensor ${loc.manifest.name}`, [loc.manifest.name], () => readRangeUnderLease(reg, loc, range));
+export function readTensorRange(reg: Registry, loc: TensorLocation, range?: ByteRange, opts: Omit<ReadOptions, 'range'> = {}): AsyncGenerator<Uint8Array> {
+  return reg.readingStream(`tensor ${loc.manifest.name}`, [loc.manifest.name], () => new TensorReader(readerSource(reg.reader)).stream(loc, { ...opts, range }));
 }
 
-async function* readRangeUnderLease(reg: Registry, loc: TensorLocation, range?: ByteRange): AsyncGenerator<Uint8Array> {
-  const { tensor: t, file: f, manifest: m } = loc;
-  const where = { version: m.name, file: f.path };
-  if (range === undefined) {
-    for await (const r of decodePieces(readerSource(reg.reader), tensorPieces(t, f), where)) {
-      if (r.error) throw r.error;
-      yield r.bytes!;
-    }
-    return;
-  }
-  checkByteRange(t, range);
-  if (t.pack) {
-    for (const s of packSlices(f, t, range.start, range.end)) {
-      let bytes: Uint8Array;
-      try {
-        bytes = (await reg.reader.read(s.digest, s.chunkLength)).bytes; // checked against its digest
-      } catch (e) {
-        throw new At1Error(e instanceof At1Error ? e.code : 'E_IO', `version ${m.name}, tensor ${JSON.stringify(t.name)}, pack chunk ${s.index}: ${(e as Error).message}`);
-      }
-      yield bytes.subarray(s.from, s.to);
-    }
-    return;
-  }
-  for (const span of tensorChunks(elementCount(t.shape), dtypeBits(t.dtype), f.chunkElements)) {
-    const from = Math.max(range.start, span.offset);
-    const to = Math.min(range.end, span.offset + span.length);
-    if (from >= to) continue;
-    let bytes: Uint8Array;
-    try {
-      bytes = (await reg.reader.read(t.chunks[span.index]!, span.length)).bytes; // each chunk checked against its digest
-    } catch (e) {
-      throw new At1Error(e instanceof At1Error ? e.code : 'E_IO', `version ${m.name}, tensor ${JSON.stringify(t.name)}, chunk ${span.index}: ${(e as Error).message}`);
-    }
-    yield bytes.subarray(from - span.offset, to - span.offset);
-  }
-}
-
-export async function readTensorBytes(reg: Registry, loc: TensorLocation, range?: ByteRange): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for await (const p of readTensorRange(reg, loc, range)) parts.push(p);
-  return parts.length === 1 ? parts[0]! : new Uint8Array(Buffer.concat(parts));
-}
-
-export type TypedView = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
-
-/**
- * Tensor bytes as the natural typed array: F32 -> Float32Array, F64, the
- * integer types, BOOL/U8 -> Uint8Array. F16 and BF16 have no JS float type:
- * they come back as their Uint16Array bit patterns (see toFloat32).
- * Copies only when the bytes are not aligned for the type.
- */
-export function typedView(dtype: string, bytes: Uint8Array): TypedView {
-  const info = dtypeInfo(dtype);
-  if (!info || info.bits % 8 !== 0) throw new At1Error('E_INPUT', `no typed view for dtype ${dtype}`);
-  const w = info.bits / 8;
-  const b = bytes.byteOffset % w === 0 ? bytes : bytes.slice();
-  const n = b.length / w;
-  switch (dtype) {
-    case 'F32':
-      return new Float32Array(b.buffer, b.byteOffset, n);
-    case 'F64':
-      return new Float64Array(b.buffer, b.byteOffset, n);
-    case 'I8':
-      return new Int8Array(b.buffer, b.byteOffset, n);
-    case 'I16':
-      return new Int16Array(b.buffer, b.byteOffset, n);
-    case 'I32':
-      return new Int32Array(b.buffer, b.byteOffset, n);
-    case 'U32':
-      return new Uint32Array(b.buffer, b.byteOffset, n);
-    case 'I64':
-      return new BigInt64Array(b.buffer, b.byteOffset, n);
-    case 'U64':
-      return new BigUint64Array(b.buffer, b.byteOffset, n);
-    case 'U16':
-    case 'F16':
-    case 'BF16':
-      return new Uint16Array(b.buffer, b.byteOffset, n);
-    default:
-      return b;
-  }
-}
-
-function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/** F32, F16 or BF16 values as a Float32Array (exact: every F16 and BF16 value is a float32; NaN payloads are not kept). */
-export function toFloat32(dtype: string, bytes: Uint8Array): Float32Array {
-  const v = typedView(dtype, bytes);
-  if (dtype === 'F32') return v as Float32Array;
-  const src = v as Uint16Array;
-  const out = new Float32Array(src.length);
-  if (dtype === 'BF16') {
-    const o32 = new Uint32Array(out.buffer);
-    for (let i = 0; i < src.length; i++) o32[i] = src[i]! << 16;
-  } else if (dtype === 'F16') {
-    for (let i = 0; i < src.length; i++) out[i] = f16ToF32(src[i]!);
-  } else throw new At1Error('E_INPUT', `toFloat32 takes F32, F16 or BF16, not ${dtype}`);
-  return out;
+/** A tensor's bytes, or a range of them, checked before they are returned (TensorReader.readInto), under a reader lease. */
+export async function readTensorBytes(reg: Registry, loc: TensorLocation, range?: ByteRange, opts: Omit<ReadOptions, 'range'> = {}): Promise<Uint8Array> {
+  const r = range ?? { start: 0, end: loc.tensor.length };
+  checkByteRange(loc.tensor, r);
+  const dest = new Uint8Array(r.end - r.start);
+  await reg.reading(`tensor ${loc.manifest.name}`, [loc.manifest.name], () => new TensorReader(readerSource(reg.reader)).readInto(loc, dest, { ...opts, range }));
+  return dest;
 }

@@ -11,7 +11,7 @@ import { chunkSource, type ChunkSource } from './chunk-source.js';
 import type { VersionManifest } from './manifest.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
-import { decodePieces, filePieces } from './restore.js';
+import { decodePieces, filePieces } from './decode-pipeline.js';
 
 export interface VerifyFailure {
   version: string;
@@ -75,7 +75,7 @@ async function verifyUnderLease(reg: Registry, name: string | undefined, onProgr
   let done = 0;
   const versions: VersionVerdict[] = [];
   // A reader of its own: verify re-reads everything from storage, never trusting chunks an earlier call decoded.
-  const source = chunkSource(reg, new ChunkReader(reg.store), total);
+  const source = chunkSource(new ChunkReader(reg.store), total, reg.settings);
   try {
     for (const m of manifests) {
       versions.push(

@@ -4,8 +4,9 @@
  * 2-core machine this is the difference between one core's throughput and
  * two.
  *
- * Workers open the same registry themselves (by location), so only digests
- * and chunk bytes cross threads, and bytes are transferred, not copied.
+ * Workers do no I/O and know no registry: chunk bytes go in, chunk bytes
+ * come out (chunk-worker.ts), transferred rather than copied, so the pool
+ * works the same over any backend.
  * Errors come back as {code, message, where} and are rebuilt as At1Error /
  * IntegrityError, so callers see the same typed errors as in-process calls.
  */
@@ -19,17 +20,11 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-export interface WorkerInit {
-  root: string;
-  maxChainDepth: number;
-}
-
-function workerSource(init: WorkerInit): string {
+function workerSource(): string {
   const tsx = import.meta.resolve('tsx/esm/api');
   const body = new URL('./chunk-worker.ts', import.meta.url).href;
   // The worker is started from a tiny script that first installs the TypeScript loader (when the sources run through tsx).
-  return `const { workerData } = require('node:worker_threads');
-import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(body)}); }).then((m) => m.start(workerData));`;
+  return `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(body)}); }).then((m) => m.start());`;
 }
 
 /**
@@ -52,9 +47,10 @@ export class WorkerPool {
   private nextId = 0;
   private failed: unknown;
 
-  constructor(init: WorkerInit, size = defaultPoolSize()) {
+  constructor(size = defaultPoolSize()) {
+    const source = workerSource();
     for (let i = 0; i < size; i++) {
-      const w = new Worker(workerSource(init), { eval: true, workerData: init });
+      const w = new Worker(source, { eval: true });
       w.on('message', (m: { id: number; ok: boolean; reply?: WorkerReply; error?: { code: ErrorCode; message: string; where?: Record<string, string> } }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
@@ -86,6 +82,10 @@ export class WorkerPool {
       this.pending.set(id, { resolve, reject });
       this.workers[best]!.postMessage({ id, job }, transfer);
     });
+  }
+
+  get size(): number {
+    return this.workers.length;
   }
 
   async close(): Promise<void> {

@@ -13,6 +13,7 @@ import { ByteReader, ByteWriter, corrupt } from '../entropy/bitio.js';
 import { buildModel } from '../entropy/model.js';
 import { ransDecodeTokens, ransEncode } from '../entropy/rans.js';
 import type { ChunkContext, Codec } from '../types.js';
+import { allocating, intoAligned } from '../decode-into.js';
 import { TRAJ_CLASSES, contexts16, contexts32, rebuild16, rebuild32, tokenise16, tokenise32 } from './delta-core.js';
 import { floatFormat, predictionBits, view16, view32, type FloatFormat } from './float.js';
 import { alphabetFor, readFrame, writeFrame } from './frame.js';
@@ -78,8 +79,8 @@ function decodeFast(payload: Uint8Array, n: number, ctx: ChunkContext, fmt: Floa
   }
   if (r.remaining !== 0) corrupt(`${what}: trailing bytes`);
   const p = predictionBits(ctx.refs[0]!.bytes, ctx.refs[0]!.dtype, fmt, n);
-  if (fmt.width === 16) undiffPlanes16(new Uint16Array(out.buffer), p as Uint16Array, planes[0]!, planes[1]!);
-  else undiffPlanes32(new Uint32Array(out.buffer), p as Uint32Array, planes);
+  if (fmt.width === 16) undiffPlanes16(new Uint16Array(out.buffer, out.byteOffset, n), p as Uint16Array, planes[0]!, planes[1]!);
+  else undiffPlanes32(new Uint32Array(out.buffer, out.byteOffset, n), p as Uint32Array, planes);
 }
 
 export function refsUsable(rawLength: number, ctx: ChunkContext, count: number): FloatFormat | undefined {
@@ -165,23 +166,25 @@ function encodeDelta(raw: Uint8Array, ctx: ChunkContext, fmt: FloatFormat, traj:
   return encodePredicted(raw, fmt, p, pp);
 }
 
-function decodeDelta(payload: Uint8Array, rawLength: number, ctx: ChunkContext, refCount: number, what: string): Uint8Array {
+/** Decode into `out` (the raw length); the rebuild loops write through 16/32-bit views, so `out` is used in place when 4-byte aligned. */
+function decodeDeltaInto(payload: Uint8Array, ctx: ChunkContext, out: Uint8Array, refCount: number, what: string): void {
+  const rawLength = out.length;
   const fmt = refsUsable(rawLength, ctx, refCount);
   if (!fmt) corrupt(`${what}: chunk and references do not fit this codec`);
   const n = rawLength / (fmt.width >>> 3);
-  const out = new Uint8Array(rawLength);
   if (n === 0) {
     if (payload.length !== 1 || payload[0] !== 0xff) corrupt(`${what}: bad empty-chunk payload`);
-    return out;
+    return;
   }
-  if (payload[0] === MODE_ZSTD) {
-    decodeFast(payload, n, ctx, fmt, out, what);
-    return out;
-  }
-  const p = predictionBits(ctx.refs[0]!.bytes, ctx.refs[0]!.dtype, fmt, n);
-  const ppOf = refCount >= 2 ? () => predictionBits(ctx.refs[1]!.bytes, ctx.refs[1]!.dtype, fmt, n) : null;
-  decodePredicted(payload, fmt, n, p, ppOf, out, what);
-  return out;
+  intoAligned(out, 4, (o) => {
+    if (payload[0] === MODE_ZSTD) {
+      decodeFast(payload, n, ctx, fmt, o, what);
+      return;
+    }
+    const p = predictionBits(ctx.refs[0]!.bytes, ctx.refs[0]!.dtype, fmt, n);
+    const ppOf = refCount >= 2 ? () => predictionBits(ctx.refs[1]!.bytes, ctx.refs[1]!.dtype, fmt, n) : null;
+    decodePredicted(payload, fmt, n, p, ppOf, o, what);
+  });
 }
 
 const EMPTY = new Uint8Array([0xff]);
@@ -197,7 +200,8 @@ export const floatDeltaCodec: Codec = {
     if (raw.length === 0) return EMPTY;
     return level === 'fast' ? encodeFast(raw, ctx, fmt) : encodeDelta(raw, ctx, fmt, false);
   },
-  decode: (payload, rawLength, ctx) => decodeDelta(payload, rawLength, ctx, 1, 'float-delta payload'),
+  decodeInto: (payload, ctx, out) => decodeDeltaInto(payload, ctx, out, 1, 'float-delta payload'),
+  decode: (payload, rawLength, ctx) => allocating(floatDeltaCodec.decodeInto)(payload, rawLength, ctx),
 };
 
 /**
@@ -220,5 +224,6 @@ export const floatTrajCodec: Codec = {
     if (level === 'fast') return encodeFast(raw, ctx, fmt);
     return encodeDelta(raw, ctx, fmt, true);
   },
-  decode: (payload, rawLength, ctx) => decodeDelta(payload, rawLength, ctx, 2, 'float-traj payload'),
+  decodeInto: (payload, ctx, out) => decodeDeltaInto(payload, ctx, out, 2, 'float-traj payload'),
+  decode: (payload, rawLength, ctx) => allocating(floatTrajCodec.decodeInto)(payload, rawLength, ctx),
 };

@@ -24,6 +24,7 @@ import { ransDecodeTokens, ransEncode } from '../entropy/rans.js';
 import type { Codec } from '../types.js';
 import { floatFormat, view16, view32, type FloatFormat } from './float.js';
 import { readFrame, writeFrame } from './frame.js';
+import { allocating, intoAligned } from '../decode-into.js';
 
 const ORDER1 = new Int32Array([0]);
 const GROUP0 = new Uint16Array(1);
@@ -97,13 +98,13 @@ function encodeExp(raw: Uint8Array, fmt: FloatFormat): Uint8Array {
   return writeFrame(t | (k << 5), n, model, rans, buf.subarray(0, bpos), [emin]);
 }
 
-function decodeExp(payload: Uint8Array, rawLength: number, fmt: FloatFormat): Uint8Array {
+/** Decode into `out` (the raw length, aligned for the element width: see floatExpCodec.decodeInto). */
+function decodeExp(payload: Uint8Array, out: Uint8Array, fmt: FloatFormat): void {
   const W = fmt.width;
-  const n = rawLength / (W >>> 3);
-  const out = new Uint8Array(rawLength);
+  const n = out.length / (W >>> 3);
   if (n === 0) {
     if (payload.length !== 1 || payload[0] !== 0xff) corrupt('float-exp payload: bad empty-chunk payload');
-    return out;
+    return;
   }
   const mant = fmt.mantBits;
   const emask = (1 << fmt.expBits) - 1;
@@ -131,7 +132,7 @@ function decodeExp(payload: Uint8Array, rawLength: number, fmt: FloatFormat): Ui
   let epos = 0;
   let acc = 0;
   let nacc = 0;
-  const o: Uint16Array | Uint32Array = W === 16 ? new Uint16Array(out.buffer) : new Uint32Array(out.buffer);
+  const o: Uint16Array | Uint32Array = W === 16 ? new Uint16Array(out.buffer, out.byteOffset, n) : new Uint32Array(out.buffer, out.byteOffset, n);
   const signShift = W - 1;
   for (let i = 0; i < n; i++) {
     while (nacc < rawBits) {
@@ -146,7 +147,6 @@ function decodeExp(payload: Uint8Array, rawLength: number, fmt: FloatFormat): Ui
     o[i] = ((r & 1) << signShift) | (((tk >>> k) + emin) << mant) | ((((tk & kMask) << low) | (r >>> 1)) << t);
   }
   if (epos !== elen) corrupt('float-exp payload: raw-bits section length does not match');
-  return out;
 }
 
 export const floatExpCodec: Codec = {
@@ -160,9 +160,10 @@ export const floatExpCodec: Codec = {
     if (raw.length === 0) return new Uint8Array([0xff]);
     return encodeExp(raw, fmt);
   },
-  decode(payload, rawLength, ctx) {
-    const fmt = usable(rawLength, ctx.dtype);
+  decodeInto(payload, ctx, out) {
+    const fmt = usable(out.length, ctx.dtype);
     if (!fmt) corrupt('float-exp payload: chunk does not fit this codec');
-    return decodeExp(payload, rawLength, fmt);
+    intoAligned(out, 4, (o) => decodeExp(payload, o, fmt));
   },
+  decode: (payload, rawLength, ctx) => allocating(floatExpCodec.decodeInto)(payload, rawLength, ctx),
 };

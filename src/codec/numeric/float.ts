@@ -11,6 +11,7 @@
  * correctness.
  */
 import { endianness } from 'node:os';
+import { f16ToF32 } from '../../format/dtype-convert.js';
 
 if (endianness() !== 'LE') throw new Error('at1 numeric codecs assume a little-endian host (safetensors data is little-endian)');
 
@@ -49,19 +50,8 @@ export function view32(b: Uint8Array): Uint32Array {
   return new Uint32Array(c.buffer);
 }
 
-/** Exact float16 -> float32 bits. */
-export function f16ToF32(h: number): number {
-  const s = (h & 0x8000) << 16;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) {
-    if (m === 0) return s >>> 0;
-    const k = 31 - Math.clz32(m); // leading bit of the subnormal mantissa, 0..9
-    return (s | ((k + 103) << 23) | ((m - (1 << k)) << (23 - k))) >>> 0;
-  }
-  if (e === 31) return (s | 0x7f800000 | (m << 13)) >>> 0;
-  return (s | ((e + 112) << 23) | (m << 13)) >>> 0;
-}
+// Widening lives with the other dtype conversions (one f16ToF32 in the codebase); re-exported for the codecs.
+export { f16ToF32 } from '../../format/dtype-convert.js';
 
 /** float32 -> bfloat16 bits, round to nearest even (NaN stays NaN, quiet). */
 export function f32ToBf16(u: number): number {

@@ -29,6 +29,7 @@
 import { ByteReader, ByteWriter, corrupt } from '../entropy/bitio.js';
 import type { ChunkContext, Codec } from '../types.js';
 import { decodePredicted, encodePredicted, refsUsable } from './delta-codec.js';
+import { allocating, intoAligned } from '../decode-into.js';
 import { floatExpCodec } from './exp-codec.js';
 import { f32ToBf16, f32ToF16, predictionBits, view16, view32, type FloatFormat } from './float.js';
 import { LOG_ONE, entropyCost } from '../entropy/ilog.js';
@@ -303,14 +304,17 @@ function chooseRank(x: Uint16Array | Uint32Array, p: Uint16Array | Uint32Array, 
   return best;
 }
 
-function decodeLowRank(payload: Uint8Array, rawLength: number, ctx: ChunkContext): Uint8Array {
+/** Decode into `out` (the raw length, 4-byte aligned: see floatLowRankCodec.decodeInto). */
+function decodeLowRank(payload: Uint8Array, ctx: ChunkContext, out: Uint8Array): void {
   const what = 'float-lowrank payload';
+  const rawLength = out.length;
   const fmt = refsUsable(rawLength, ctx, 1);
   if (!fmt) corrupt(`${what}: chunk and reference do not fit this codec`);
   const n = rawLength / (fmt.width >>> 3);
   if (payload[0] === MODE_RAW) {
     if (payload.length !== rawLength + 1) corrupt(`${what}: raw escape of the wrong length`);
-    return payload.slice(1);
+    out.set(payload.subarray(1));
+    return;
   }
   const r = new ByteReader(payload);
   if (r.u8() !== MODE_LOWRANK) corrupt(`${what}: unknown mode`);
@@ -325,9 +329,7 @@ function decodeLowRank(payload: Uint8Array, rawLength: number, ctx: ChunkContext
   const fac = dequantise(floatExpCodec.decode(r.block(), fbytes, { dtype: f32 ? 'F32' : 'BF16', refs: [] }), f32);
   const p = predictionBits(ctx.refs[0]!.bytes, ctx.refs[0]!.dtype, fmt, n);
   const pred = predict(p, fmt, cols, rank, fac.subarray(0, rows * rank), fac.subarray(rows * rank));
-  const out = new Uint8Array(rawLength);
   decodePredicted(payload.subarray(r.pos), fmt, n, pred, null, out, what);
-  return out;
 }
 
 export const floatLowRankCodec: Codec = {
@@ -341,8 +343,9 @@ export const floatLowRankCodec: Codec = {
     // 'fast' skips the factorisation: the raw escape is discarded by the registry
     return level === 'fast' ? rawEscape(raw) : encodeLowRank(raw, ctx, fmt);
   },
-  decode: (payload, rawLength, ctx) => {
+  decodeInto(payload, ctx, out) {
     if (payload.length === 0) corrupt('float-lowrank payload: empty');
-    return decodeLowRank(payload, rawLength, ctx);
+    intoAligned(out, 4, (o) => decodeLowRank(payload, ctx, o));
   },
+  decode: (payload, rawLength, ctx) => allocating(floatLowRankCodec.decodeInto)(payload, rawLength, ctx),
 };
