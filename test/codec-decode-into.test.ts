@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { At1Error } from '../src/errors.js';
 import { basicCodecs } from '../src/codec/basic-codecs.js';
-import { advancedCodecs } from '../src/codec/experimental-index.js';
+import { advancedCodecs } from '../src/codec/numeric-codecs.js';
 import { f32ToBf16 } from '../src/codec/numeric/float.js';
 import type { ChunkContext, Codec, Level } from '../src/codec/types.js';
 

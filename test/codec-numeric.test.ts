@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { At1Error } from '../src/errors.js';
-import { advancedCodecs } from '../src/codec/experimental-index.js';
+import { advancedCodecs } from '../src/codec/numeric-codecs.js';
 import { f16ToF32, f32ToBf16, f32ToF16, ord16, ord32, unord16, unord32 } from '../src/codec/numeric/float.js';
 import type { ChunkContext, Codec, Level, RefChunk } from '../src/codec/types.js';
 

@@ -1,5 +1,5 @@
 /**
- * Ratio and speed of the numeric codecs (src/codec/experimental-index.ts)
+ * Ratio and speed of the numeric codecs (src/codec/numeric-codecs.ts)
  * against the published BitX baseline, on the fixture family.
  *
  *   node --import tsx bench/experiments/codec-ratio.ts [fixturesDir] [--no-speed] [--elements=64M]
@@ -22,7 +22,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compress } from 'zstd-napi';
-import { advancedCodecs } from '../../src/codec/experimental-index.js';
+import { advancedCodecs } from '../../src/codec/numeric-codecs.js';
 import type { ChunkContext, Codec, Level, RefChunk } from '../../src/codec/types.js';
 
 const OBJECT_OVERHEAD = 40;

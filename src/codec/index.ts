@@ -5,7 +5,7 @@
  */
 import { At1Error } from '../errors.js';
 import { basicCodecs, bitxCodec, groupedZstdCodec, rawCodec } from './basic-codecs.js';
-import { advancedCodecs, advancedCodecsFor } from './experimental-index.js';
+import { advancedCodecs, advancedCodecsFor } from './numeric-codecs.js';
 import type { Codec, Level } from './types.js';
 
 const ALL: readonly Codec[] = [...basicCodecs, ...advancedCodecs];

@@ -21,7 +21,7 @@ import { storeChunk, storeEncoded, type StoredChunk } from './chunk-writer.js';
 import { wantsPool } from './chunk-source.js';
 import { pooledDecoder } from './chunk-decoder.js';
 import { defaultPoolSize, WorkerPool } from './worker-pool.js';
-import { orderedMap } from '../util/ordered-map.js';
+import { parallelMap } from '../util/parallel-map.js';
 import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
 import { MANIFEST_FORMAT, manifestFormatVersion, packHome, packOf, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type PackRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
@@ -285,7 +285,7 @@ async function storeSafetensors(
   let tensorHash = newSha256();
   try {
     // Reads run a few jobs ahead; hashing happens in file order; encoding runs `sink.window` chunks deep.
-    const reads = orderedMap(
+    const reads = parallelMap(
       readJobs(header, plan, related, chunkElements),
       async (job) => {
         const begin = job.kind === 'chunk' ? header.tensors[job.tensor]!.begin + job.span.offset : job.begin;

@@ -10,7 +10,7 @@
 import { At1Error, IntegrityError } from '../errors.js';
 import { dtypeBits } from '../format/dtype.js';
 import { newSha256 } from '../util/hash.js';
-import { orderedMap } from '../util/ordered-map.js';
+import { parallelMap } from '../util/parallel-map.js';
 import type { BlobRef, FileEntry, SafetensorsFile, TensorEntry, VersionManifest } from './manifest.js';
 import { packSlices } from './packs.js';
 import { blobChunks, elementCount, tensorChunks } from './geometry.js';
@@ -102,7 +102,7 @@ export async function* decodePieces(source: ChunkSource, pieces: Iterable<Piece>
    * chunk per pack is kept (tensors of two dtypes may alternate in a file).
    */
   const shared = new Map<number, { digest: string; bytes: Promise<Uint8Array> }>();
-  const results = orderedMap(
+  const results = parallelMap(
     pieces,
     async (p): Promise<{ p: Piece; bytes?: Uint8Array; e?: unknown }> => {
       try {

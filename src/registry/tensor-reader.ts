@@ -23,7 +23,7 @@
 import { At1Error, IntegrityError } from '../errors.js';
 import { dtypeBits } from '../format/dtype.js';
 import { newSha256 } from '../util/hash.js';
-import { orderedMap } from '../util/ordered-map.js';
+import { parallelMap } from '../util/parallel-map.js';
 import { chunkSource, type ChunkSource } from './chunk-source.js';
 import { decodePieces, tensorPieces } from './decode-pipeline.js';
 import { elementCount, tensorChunks } from './geometry.js';
@@ -192,7 +192,7 @@ export class TensorReader {
       return;
     }
     checkByteRange(t, opts.range);
-    const parts = orderedMap(
+    const parts = parallelMap(
       partsOf(f, t, opts.range),
       async (p) => {
         try {

@@ -4,7 +4,7 @@
  * next chunks on worker threads while the main thread hashes and writes the
  * current one, with memory bounded by the window.
  */
-export async function* orderedMap<T, R>(items: Iterable<T>, fn: (item: T) => Promise<R>, window: number): AsyncGenerator<R> {
+export async function* parallelMap<T, R>(items: Iterable<T>, fn: (item: T) => Promise<R>, window: number): AsyncGenerator<R> {
   const inFlight: Promise<R>[] = [];
   const it = items[Symbol.iterator]();
   let done = false;
