@@ -10,7 +10,7 @@
  *   5    1     codec id
  *   6    1     chain depth: 0 standalone, else 1 + the deepest reference's depth
  *   7    1     reference count R (0..4)
- *   8    8     raw length, u64 little-endian (<= 2^53 - 1)
+ *   8    8     raw length, u64 little-endian (<= 2^29: MAX_RAW_LENGTH below)
  *   16   1     dtype name length L (1..16), then L ASCII bytes
  *   ..   R x { 32-byte reference digest, 1-byte dtype length, dtype ASCII }
  *   ..   payload, to the end of the object
