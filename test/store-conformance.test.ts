@@ -73,6 +73,18 @@ for (const { name, make } of BACKENDS) {
       assert.equal(await b.size('a/b/missing'), undefined);
     });
 
+    test('reads return buffers the caller owns: writing into one, or into the data given to create, changes nothing stored', async (t) => {
+      const { b } = make(t);
+      const data = bytes('abcdef');
+      await b.create('k', data);
+      data.fill(0x21); // the caller reuses its buffer after create returned
+      const whole = await b.read('k');
+      whole.fill(0x3f); // a decoder writes into what it was given, or a worker takes it
+      (await b.readRange('k', 1, 3)).fill(0x3f);
+      (await b.readUpTo('k', 2, 10)).fill(0x3f);
+      assert.deepEqual(await b.read('k'), bytes('abcdef'));
+    });
+
     test('readRange is strict: a short object is an error naming key, offset, wanted and got', async (t) => {
       const { b } = make(t);
       await b.put('k/short', bytes('0123456789'));

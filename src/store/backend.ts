@@ -134,6 +134,11 @@ export interface Backend {
   /** A human-readable location, for messages. */
   readonly location: string;
   readonly capabilities: Capabilities;
+  /**
+   * The whole value. Every read returns a fresh buffer the caller owns (it
+   * may be transferred to a worker thread or decoded into in place); a
+   * backend that caches must hand out copies.
+   */
   read(key: string, opts?: CallOptions): Promise<Uint8Array>;
   /** Exactly `length` bytes at `offset`; a short object is an error. */
   readRange(key: string, offset: number, length: number, opts?: CallOptions): Promise<Uint8Array>;
