@@ -15,7 +15,8 @@ export async function buildWasm(): Promise<Uint8Array> {
   const features = { simd: true, threads: true };
   const mod = wabt.parseWat('matmul.wat', wasmSource(), features);
   try {
-    mod.validate(features);
+    // wabt's typings omit validate's features argument, which shared memory needs
+    (mod.validate as (f: typeof features) => void)(features);
     return new Uint8Array(mod.toBinary({ log: false, write_debug_names: false }).buffer);
   } finally {
     mod.destroy();
