@@ -221,10 +221,12 @@ function mvFn(d: WasmDType): string {
 }
 
 /**
- * mm_D: each row decoded once to float64 in the thread's $rowbuf, then P positions at a time
- * share each weight load (the reference's path for T > 2: decodeRow, then dot(row, x)).
+ * mm_D: a block of RB rows decoded once to float64 in the thread's $rowbuf (RB × cols × 8 bytes),
+ * then for P positions at a time, every row of the block: P dots sharing each weight load, the x
+ * of those positions reused from cache by all RB rows (the reference's path for T > 2: decodeRow,
+ * then dot(row, x); blocking changes which dot runs when, never the order inside one).
  */
-function mmFn(d: WasmDType, P: number): string {
+function mmFn(d: WasmDType, P: number, RB: number): string {
   const e = es(d);
   const wFirst = true;
   const posGroup = (P: number, label: string): string => {
@@ -232,9 +234,12 @@ function mmFn(d: WasmDType, P: number): string {
     return `
       (block $${label}_done (loop $${label}_pos
         (br_if $${label}_done (i32.gt_s (i32.add (local.get $t) (i32.const ${P})) (local.get $T)))
+        (local.set $j (i32.const 0))
+        (loop $${label}_row
+        (local.set $r (i32.add (local.get $rb) (local.get $j)))
         ${ks.map((k) => `(local.set $a${k}l (v128.const i64x2 0 0)) (local.set $a${k}h (v128.const i64x2 0 0))`).join('\n        ')}
         ${ks.map((k) => `(local.set $p${k} (i32.add (local.get $x) (i32.mul (i32.add (local.get $t) (i32.const ${k})) (local.get $xRow))))`).join('\n        ')}
-        (local.set $xp (local.get $rowbuf))
+        (local.set $xp (i32.add (local.get $rowbuf) (i32.mul (local.get $j) (local.get $xRow))))
         (local.set $i (i32.const 0))
         (block $kb (loop $kl
           (br_if $kb (i32.ge_s (local.get $i) (local.get $n4)))
@@ -256,30 +261,43 @@ function mmFn(d: WasmDType, P: number): string {
               `(i32.add (local.get $out) (i32.shl (i32.add (i32.mul (i32.add (local.get $t) (i32.const ${k})) (local.get $ostride)) (i32.sub (local.get $r) (local.get $r0))) (i32.const 2)))`),
           )
           .join('\n')}
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br_if $${label}_row (i32.lt_s (local.get $j) (local.get $nb))))
         (local.set $t (i32.add (local.get $t) (i32.const ${P})))
         (br $${label}_pos)))`;
   };
   return `
   (func (export "mm_${d}") (param $w i32) (param $r0 i32) (param $r1 i32) (param $cols i32) (param $x i32) (param $T i32) (param $out i32) (param $ostride i32) (param $rowbuf i32)
-    ${commonLocals}
+    ${commonLocals} (local $rb i32) (local $nb i32) (local $j i32)
     ${range(P).map((k) => `(local $p${k} i32) (local $a${k}l v128) (local $a${k}h v128)`).join(' ')}
     (local.set $n4 (i32.and (local.get $cols) (i32.const -4)))
     (local.set $tail (i32.and (local.get $cols) (i32.const 3)))
     (local.set $rowBytes (i32.mul (local.get $cols) (i32.const ${e})))
     (local.set $xRow (i32.shl (local.get $cols) (i32.const 3)))
-    (local.set $r (local.get $r0))
-    (block $rb (loop $rl
-      (br_if $rb (i32.ge_s (local.get $r) (local.get $r1)))
-      (call $decode_${d} (i32.add (local.get $w) (i32.mul (local.get $r) (local.get $rowBytes))) (local.get $rowbuf) (local.get $cols))
+    (local.set $rb (local.get $r0))
+    (block $bb (loop $bl
+      (br_if $bb (i32.ge_s (local.get $rb) (local.get $r1)))
+      (local.set $nb (i32.sub (local.get $r1) (local.get $rb)))
+      (if (i32.gt_s (local.get $nb) (i32.const ${RB})) (then (local.set $nb (i32.const ${RB}))))
+      (local.set $j (i32.const 0))
+      (loop $dl
+        (call $decode_${d}
+          (i32.add (local.get $w) (i32.mul (i32.add (local.get $rb) (local.get $j)) (local.get $rowBytes)))
+          (i32.add (local.get $rowbuf) (i32.mul (local.get $j) (local.get $xRow)))
+          (local.get $cols))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br_if $dl (i32.lt_s (local.get $j) (local.get $nb))))
       (local.set $t (i32.const 0))
       ${posGroup(P, 'p' + P)}
       ${P > 1 ? posGroup(1, 'p1') : ''}
-      (local.set $r (i32.add (local.get $r) (i32.const 1)))
-      (br $rl))))`;
+      (local.set $rb (i32.add (local.get $rb) (local.get $nb)))
+      (br $bl))))`;
 }
 
-/** The whole module's text. `mmPositions`: positions per register block of mm_D. */
-export function wasmSource(mmPositions = 4): string {
+/** The whole module's text. `mmPositions`: positions per register block of mm_D; `rowBlock`: rows decoded per block (the JS side sizes $rowbuf from MM_ROW_BLOCK). */
+export const MM_ROW_BLOCK = 8;
+
+export function wasmSource(mmPositions = 4, rowBlock = MM_ROW_BLOCK): string {
   return `(module
   (import "env" "memory" (memory 1 65536 shared))
   (global $nanPos (mut i32) (i32.const 0x7fc00000))
@@ -291,7 +309,7 @@ export function wasmSource(mmPositions = 4): string {
   ${promoteFn()}
   ${DTYPES.map((d) => decodeFns(d)).join('\n')}
   ${DTYPES.map((d) => mvFn(d)).join('\n')}
-  ${DTYPES.map((d) => mmFn(d, mmPositions)).join('\n')}
+  ${DTYPES.map((d) => mmFn(d, mmPositions, rowBlock)).join('\n')}
 )
 `;
 }

@@ -37,6 +37,7 @@ import { At1Error } from '../errors.js';
 import { type WeightMatrix, dtypeBytes, f16ToF32Table, rowDecoder } from './dtype.js';
 import type { Kernels } from './index.js';
 import * as ref from './reference.js';
+import { MM_ROW_BLOCK } from './wasm-source.js';
 
 export interface WasmKernelOptions {
   /** threads computing a matmul, the caller's included (default 1) */
@@ -83,7 +84,7 @@ function f16NanBits(): [number, number] {
 
 // Job layout (Int32Array over a SharedArrayBuffer), read by every thread:
 // [0] kind (0 mv, 1 mm, -1 exit)  [1] dtype (0 f32, 1 f16, 2 bf16)  [2] w  [3] cols  [4] x  [5] T
-// [6] out  [7] ostride  [8] r0  [9] r1  [10] rowbuf base  [11] parts
+// [6] out  [7] ostride  [8] r0  [9] r1  [10] rowbuf base  [11] parts  [12] rowbuf bytes per part
 // Control: [0] generation  [1] parts done  [2] error flag
 const RUN_PART = `
   const kind = job[0], w = job[2], cols = job[3], x = job[4], T = job[5], out = job[6], ostride = job[7];
@@ -95,7 +96,7 @@ const RUN_PART = `
   const name = (kind === 0 ? 'mv_' : 'mm_') + (job[1] === 0 ? 'f32' : job[1] === 1 ? 'f16' : 'bf16');
   const o = (out + (lo - r0) * 4) | 0;
   if (kind === 0) e[name](w, lo, hi, cols, x, T, o, ostride);
-  else e[name](w, lo, hi, cols, x, T, o, ostride, (job[10] + part * cols * 8) | 0);
+  else e[name](w, lo, hi, cols, x, T, o, ostride, (job[10] + part * job[12]) | 0);
 `;
 const runPart = new Function('e', 'job', 'part', RUN_PART) as (e: Exports, job: Int32Array, part: number) => void;
 
@@ -281,7 +282,8 @@ class WasmKernelsImpl implements WasmKernels {
     const outBytes = outIn < 0 ? up(T * nRows * 4) : 0;
     const mm = T > 2;
     const parts = this.workers.length > 0 && nRows * cols * T >= this.threshold ? Math.min(this.workers.length + 1, nRows) : 1;
-    const rowbufBytes = mm ? up(cols * 8) * parts : 0;
+    const rowbufPart = up(cols * 8 * MM_ROW_BLOCK);
+    const rowbufBytes = mm ? rowbufPart * parts : 0;
     const s = this.scratchFor(wBytes + x32Bytes + x64Bytes + outBytes + rowbufBytes);
     const u8 = this.bytes();
 
@@ -316,7 +318,6 @@ class WasmKernelsImpl implements WasmKernels {
       ostride = outStride;
     }
     const rowbuf = p;
-    // a dense row buffer stride: the one runPart uses (cols * 8 per part)
     const job = this.job;
     job[0] = mm ? 1 : 0;
     job[1] = w.dtype === 'F32' ? 0 : w.dtype === 'F16' ? 1 : 2;
@@ -330,6 +331,7 @@ class WasmKernelsImpl implements WasmKernels {
     job[9] = rA + nRows;
     job[10] = rowbuf | 0;
     job[11] = parts;
+    job[12] = rowbufPart;
     if (parts > 1) this.runParallel(parts);
     else runPart(this.e, job, 0);
 
