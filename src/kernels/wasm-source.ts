@@ -165,10 +165,10 @@ const commonLocals = `(local $r i32) (local $t i32) (local $i i32) (local $n4 i3
  * For every row group and every position t: R dots. (The reference's path for one or two
  * positions; used for small T.)
  */
-function mvFn(d: WasmDType): string {
+function mvFn(d: WasmDType, R = 4): string {
   const e = es(d);
   const wFirst = d === 'f32'; // reference: dot(wf, x) for F32, dotBf16/dotF16(x, w) for 16-bit
-  const R = 4;
+
   const rowGroup = (R: number, label: string): string => {
     const ks = range(R);
     return `
@@ -297,7 +297,7 @@ function mmFn(d: WasmDType, P: number, RB: number): string {
 /** The whole module's text. `mmPositions`: positions per register block of mm_D; `rowBlock`: rows decoded per block (the JS side sizes $rowbuf from MM_ROW_BLOCK). */
 export const MM_ROW_BLOCK = 8;
 
-export function wasmSource(mmPositions = 4, rowBlock = MM_ROW_BLOCK): string {
+export function wasmSource(mmPositions = 4, rowBlock = MM_ROW_BLOCK, mvRows = 4): string {
   return `(module
   (import "env" "memory" (memory 1 65536 shared))
   (global $nanPos (mut i32) (i32.const 0x7fc00000))
@@ -308,7 +308,7 @@ export function wasmSource(mmPositions = 4, rowBlock = MM_ROW_BLOCK): string {
   ${f16Helper()}
   ${promoteFn()}
   ${DTYPES.map((d) => decodeFns(d)).join('\n')}
-  ${DTYPES.map((d) => mvFn(d)).join('\n')}
+  ${DTYPES.map((d) => mvFn(d, mvRows)).join('\n')}
   ${DTYPES.map((d) => mmFn(d, mmPositions, rowBlock)).join('\n')}
 )
 `;
