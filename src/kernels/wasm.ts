@@ -8,8 +8,18 @@
  * accumulators are lanes (0,1) and (2,3); f32x4 → two f64x2 by promote_low and a shuffle; BF16 by
  * widening u16 → u32 and shifting 16; F16 by bit moves and one exact multiplication by 2^112.
  * Relaxed SIMD's f64x2 FMA would give the same bits (the products are exact) but is behind a flag
- * in Node 20, so plain mul + add. Measured here (bench/kernels-bench.ts, 2-core AMD EPYC): see the
- * table in the commit that added the bench; the headline is at the end of this comment.
+ * in Node 20, so plain mul + add. A native addon was not tried: it would need a compiler on every
+ * installing machine or prebuilt binaries per platform, neither of which the brief allows.
+ *
+ * Measured here (bench/kernels-bench.ts, 2-core AMD EPYC with AVX-512, shared with other work, so
+ * the figures are noisy; medians of 3–5 runs, GFLOP/s, 4096×4096, weights already in the module's
+ * memory; with a per-call copy in parentheses):
+ *   matvec F32:  JS 2.1–2.5, wasm 1 thread 7.1–7.9 (3.5–4.2), 2 threads 11.7 on a quiet machine,
+ *                onnxruntime-node 8.7–11.4 on 1 thread, 18.4 on 2
+ *   matvec BF16: JS 1.2–2.0, wasm 1 thread 6.8–8.3 (4.4–5.7), 2 threads 11.8
+ *   T = 64 F32:  JS 1.4–2.6, wasm 1 thread 10.5–13.4, 2 threads 19.9; onnxruntime-node 104–120
+ *                (float32 FMA on AVX-512: the float64 accumulation the reference fixes, in 128-bit
+ *                SIMD with separate mul and add, caps one core near 8 flops per cycle)
  *
  * How the .wasm is produced: wasm-source.ts generates the WebAssembly text (templates for the
  * unrolled dtype × block variants), build-wasm.ts assembles it with wabt (a devDependency) into
