@@ -9,6 +9,7 @@ import * as ref from './reference.js';
 export type { MatmulArgs, AttentionArgs } from './reference.js';
 export { dot, matvec, decodeVector, ropeInvFreq, ropeAngles } from './reference.js';
 export * from './dtype.js';
+export { type WasmKernelOptions, type WasmKernels, wasmKernels, wasmAvailable } from './wasm.js';
 
 export interface Kernels {
   readonly name: string;
@@ -44,4 +45,15 @@ export function useKernels(k: Kernels): Kernels {
   const prev = active;
   active = k;
   return prev;
+}
+
+/**
+ * Installs the WebAssembly SIMD kernels (same bits as the reference; see wasm.ts) with `threads`
+ * threads and returns them; `useKernels(referenceKernels)` and `close()` undo it.
+ */
+export async function useWasmKernels(opts: import('./wasm.js').WasmKernelOptions = {}): Promise<import('./wasm.js').WasmKernels> {
+  const { wasmKernels } = await import('./wasm.js');
+  const k = await wasmKernels(opts);
+  useKernels(k);
+  return k;
 }
