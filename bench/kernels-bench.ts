@@ -2,8 +2,12 @@
  * GFLOP/s of the matmul kernels: matvec (4096×4096, T = 1) and matmul (T = 64), F32 and BF16
  * weights, for the JS reference, the WebAssembly SIMD kernels on 1 and 2 threads (weights copied
  * into the module's memory per call, as for a plain ArrayBuffer, and weights already there via
- * alloc), and onnxruntime-node (a devDependency; F32 MatMul, 1 and 2 intra-op threads) measured
- * in the same run. Every figure is the median of several timed runs.
+ * alloc), and onnxruntime-node (F32 MatMul, 1 and 2 intra-op threads) measured in the same run
+ * when it is installed. It is not a dependency: its install script downloads from nuget.org, which
+ * breaks `npm ci` on a machine that reaches only the npm registry. Install it for a bench run with
+ *   ONNXRUNTIME_NODE_INSTALL=skip npm install --no-save onnxruntime-node@1.30.0
+ * Without it the published figures are printed, marked as not measured.
+ * Every figure is the median of several timed runs.
  *
  *   node --import tsx bench/kernels-bench.ts [--rows 4096] [--cols 4096] [--runs 5] [--skip-ref]
  */
