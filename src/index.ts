@@ -51,3 +51,25 @@ export { npyHeader, npyData } from './format/npy.js';
 export { AtomicFileWriter, removeStaleTemps } from './util/atomic-file.js';
 export { checkOutputPath, type OutputCheck, type CheckedOutput } from './util/output-path.js';
 export { errnoOf, fsError } from './util/fs-errors.js';
+
+// Running models from the registry (runtime/ reads weights through a WeightSource; VersionWeights is the registry's).
+export { openModel, type OpenModelOptions, type OpenedModel } from './model/open-model.js';
+export { VersionWeights, type VersionWeightInfo, type VersionWeightStats } from './registry/version-weights.js';
+export {
+  parseLlamaConfig,
+  loadLlamaConfig,
+  UnsupportedConfigError,
+  SafetensorsFileWeightSource,
+  SafetensorsBytesWeightSource,
+  LlamaTokenizer,
+  StreamDecoder,
+  LlamaModel,
+  nllOf,
+  type LlamaConfig,
+  type WeightSource,
+  type WeightTensorInfo,
+  type ScoreResult,
+  type GenerateOptions,
+  type MemoryPlan,
+  type ModelStats,
+} from './runtime/index.js';

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { At1Error, errnoOf, fsError } from '../index.js';
 import { registryCommand } from './registry-commands.js';
+import { perplexityCommand, runCommand } from './model-commands.js';
 import { demoCommand } from './demo.js';
 import { tensorCommand } from './tensor-commands.js';
 import { EXIT, escapeControl, exitCodeFor } from './output.js';
@@ -55,6 +56,8 @@ export async function main(argv: string[]): Promise<void> {
     .exitOverride();
   program.addCommand(registryCommand());
   program.addCommand(tensorCommand());
+  program.addCommand(runCommand());
+  program.addCommand(perplexityCommand());
   program.addCommand(demoCommand());
   // Commands added with addCommand do not inherit these settings: a usage error anywhere must exit 2 through main, not 1 from commander.
   const inherit = (c: Command): void => {

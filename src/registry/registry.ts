@@ -141,7 +141,7 @@ export class Registry {
    * reads through it (a runtime streaming thousands of tensors renews one
    * lease, not thousands); released when the last of them ends.
    */
-  private async holdReadLease(command: string, versions: string[]): Promise<() => Promise<void>> {
+  async holdReadLease(command: string, versions: string[]): Promise<() => Promise<void>> {
     if (!this.readLease) this.readLease = { lease: takeReaderLease(this.backend, command, versions, { leaseMs: this.settings.leaseMs }), users: 0 };
     const held = this.readLease;
     held.users++;
