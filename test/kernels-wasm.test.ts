@@ -11,37 +11,15 @@ import { type WeightDType, type WeightMatrix, f16ToF32Table } from '../src/kerne
 import * as ref from '../src/kernels/reference.js';
 import { type WasmKernels, wasmKernels, wasmModule } from '../src/kernels/wasm.js';
 import { WASM_PATH, buildWasm } from '../src/kernels/build-wasm.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
-
-/** random weights: F32 values in (−1, 1); 16-bit formats as random finite bit patterns of moderate magnitude */
+import { lcg, randomMatrix as sharedRandomMatrix } from './runtime-helpers.js';
+/** random weights (shared generator); F16 exponents 0-20, subnormals included; BF16 100-135 */
+/** random weights from the shared generator; 16-bit exponent fields in { F16: [0, 20], BF16: [100, 135] } */
 function randomMatrix(dtype: WeightDType, rows: number, cols: number, seed: number): WeightMatrix {
-  const r = rng(seed);
-  const n = rows * cols;
-  if (dtype === 'F32') {
-    const f = new Float32Array(n).map(() => r() * 2 - 1);
-    return { dtype, rows, cols, bytes: new Uint8Array(f.buffer) };
-  }
-  const u = new Uint16Array(n).map(() => {
-    for (;;) {
-      const h = Math.floor(r() * 65536);
-      const exp = dtype === 'F16' ? (h >> 10) & 31 : (h >> 7) & 255;
-      const lo = dtype === 'F16' ? 0 : 100; // F16: subnormals included
-      const hi = dtype === 'F16' ? 20 : 135;
-      if (exp >= lo && exp <= hi) return h;
-    }
-  });
-  return { dtype, rows, cols, bytes: new Uint8Array(u.buffer) };
+  return sharedRandomMatrix(dtype, rows, cols, seed, { F16: [0, 20], BF16: [100, 135] });
 }
 
 function randomX(n: number, seed: number): Float32Array {
-  const r = rng(seed);
+  const r = lcg(seed);
   return new Float32Array(n).map(() => (r() * 2 - 1) * 4);
 }
 
@@ -142,7 +120,7 @@ for (const threads of [1, 2]) {
     it('matvec: NaN, ±Inf, denormal and signed-zero inputs give the reference\'s bits', () => {
       const cols = 11;
       const specials = [NaN, Infinity, -Infinity, 1e-45, -1e-45, 1.1754942e-38, 0, -0, 3.4028235e38, -3.4028235e38];
-      const r = rng(5);
+      const r = lcg(5);
       for (const dtype of DTYPES) {
         for (let trial = 0; trial < 40; trial++) {
           const w = randomMatrix(dtype, 6, cols, 50 + trial);

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { LlamaConfig } from '../src/runtime/config.js';
 import type { WeightSource } from '../src/runtime/weight-source.js';
 
+import type { WeightDType, WeightMatrix } from '../src/kernels/index.js';
 export const REPO = fileURLToPath(new URL('..', import.meta.url));
 export const FIXTURE = join(REPO, 'fixtures/tinystories');
 export const GOLDEN_DIR = join(REPO, 'test/fixtures/tinystories-golden');
@@ -344,4 +345,35 @@ export function sameBits(a: Float32Array, b: Float32Array): boolean {
   const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
   for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
   return true;
+}
+
+/** A small LCG: the same sequence on every machine, for kernel tests. */
+export function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}
+
+/**
+ * A random rows × cols weight matrix: F32 values in (−1, 1); F16/BF16 as
+ * random bit patterns whose exponent field lies in the dtype's [lo, hi].
+ */
+export function randomMatrix(dtype: WeightDType, rows: number, cols: number, seed: number, exponents: Record<'F16' | 'BF16', [number, number]>): WeightMatrix {
+  const r = lcg(seed);
+  const n = rows * cols;
+  if (dtype === 'F32') {
+    const f = new Float32Array(n).map(() => r() * 2 - 1);
+    return { dtype, rows, cols, bytes: new Uint8Array(f.buffer) };
+  }
+  const [lo, hi] = exponents[dtype];
+  const u = new Uint16Array(n).map(() => {
+    for (;;) {
+      const h = Math.floor(r() * 65536);
+      const exp = dtype === 'F16' ? (h >> 10) & 31 : (h >> 7) & 255;
+      if (exp >= lo && exp <= hi) return h;
+    }
+  });
+  return { dtype, rows, cols, bytes: new Uint8Array(u.buffer) };
 }

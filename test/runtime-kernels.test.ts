@@ -15,35 +15,11 @@ import {
   ropeAngles,
   ropeInvFreq,
 } from '../src/kernels/index.js';
-import { sameBits } from './runtime-helpers.js';
+import { lcg, randomMatrix as sharedRandomMatrix, sameBits } from './runtime-helpers.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
-
+/** random weights (shared generator); exponents kept moderate: F16 12-17, BF16 118-130 */
 function randomMatrix(dtype: WeightDType, rows: number, cols: number, seed: number): WeightMatrix {
-  const r = rng(seed);
-  const n = rows * cols;
-  if (dtype === 'F32') {
-    const f = new Float32Array(n).map(() => r() * 2 - 1);
-    return { dtype, rows, cols, bytes: new Uint8Array(f.buffer) };
-  }
-  // random finite bit patterns of the 16-bit formats
-  const u = new Uint16Array(n).map(() => {
-    for (;;) {
-      const h = Math.floor(r() * 65536);
-      const exp = dtype === 'F16' ? (h >> 10) & 31 : (h >> 7) & 255;
-      const max = dtype === 'F16' ? 31 : 255;
-      const lo = dtype === 'F16' ? 12 : 118; // keep magnitudes moderate
-      const hi = dtype === 'F16' ? 17 : 130;
-      if (exp !== max && exp >= lo && exp <= hi) return h;
-    }
-  });
-  return { dtype, rows, cols, bytes: new Uint8Array(u.buffer) };
+  return sharedRandomMatrix(dtype, rows, cols, seed, { F16: [12, 17], BF16: [118, 130] });
 }
 
 describe('kernels', () => {
@@ -76,7 +52,7 @@ describe('kernels', () => {
       const cols = 53;
       const T = 9;
       const w = randomMatrix(dtype, rows, cols, 42);
-      const r = rng(7);
+      const r = lcg(7);
       const x = new Float32Array(T * cols).map(() => r() * 2 - 1);
       const all = new Float32Array(T * rows);
       kernels().matmul({ out: all, outStride: rows, outCol0: 0, x, T, w });
