@@ -10,7 +10,7 @@
  * (`--config`, `--tokenizer`); the error says so.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { At1Error } from '../errors.js';
 import type { Registry } from '../registry/registry.js';
 import { VersionWeights } from '../registry/version-weights.js';
@@ -83,7 +83,7 @@ async function loadTokenizer(w: VersionWeights, version: string, opts: OpenModel
     const st = await stat(opts.tokenizerPath).catch(() => undefined);
     if (st?.isDirectory()) return LlamaTokenizer.fromDir(opts.tokenizerPath);
     const json = (await readJsonFile(opts.tokenizerPath, 'tokenizer')) as object;
-    const cfgPath = join(opts.tokenizerPath, '..', 'tokenizer_config.json');
+    const cfgPath = join(dirname(opts.tokenizerPath), 'tokenizer_config.json');
     const cfg = (await stat(cfgPath).catch(() => undefined)) ? ((await readJsonFile(cfgPath, 'tokenizer config')) as object) : {};
     return new LlamaTokenizer(json, cfg);
   }
@@ -123,13 +123,13 @@ export async function openModel(reg: Registry, version: string, opts: OpenModelO
       close: async () => {
         await model.close();
         useKernels(prev);
-        await installed?.close?.();
+        await installed?.close();
         await weights.close();
       },
     };
   } catch (e) {
     if (previous) useKernels(previous);
-    await installed?.close?.();
+    await installed?.close();
     await weights.close();
     throw e;
   }

@@ -97,7 +97,7 @@ export class VersionWeights {
    * checked against its SHA-256; undefined when the version has no such file.
    */
   async sideFile(path: string): Promise<Uint8Array | undefined> {
-    const f = this.manifest.files.find((x) => x.path === path || x.path.endsWith(`/${path}`));
+    const f = this.manifest.files.find((x) => x.path === path); // at the directory's root, as Hugging Face keeps them: never a namesake in a subfolder
     if (!f) return undefined;
     const parts: Uint8Array[] = [];
     for await (const p of readFile(this.registry, this.manifest, f)) parts.push(p);
