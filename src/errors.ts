@@ -37,3 +37,15 @@ export class IntegrityError extends At1Error {
     this.name = 'IntegrityError';
   }
 }
+
+/**
+ * The storage refused the credentials this call (S3: 403). Permanent. A
+ * reader with a read-only credential cannot take a reader lease; it reads
+ * without one (registry.ts), so catching this class is how it tells.
+ */
+export class AccessDeniedError extends At1Error {
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super('E_IO', message, { ...opts, retryable: false });
+    this.name = 'AccessDeniedError';
+  }
+}

@@ -5,8 +5,10 @@
  * - `file:///srv/reg`: the same, as a URL;
  * - `memory:NAME`: a named in-process memory store (tests, embedding): every
  *   open of one name in a process sees the same keys;
- * - `s3://bucket/prefix`: refused with E_UNSUPPORTED until the S3 backend
- *   exists; any other `scheme://` likewise.
+ * - `s3://bucket/prefix`: an S3-compatible bucket (s3-backend.ts); the
+ *   endpoint from `endpoint`, AT1_S3_ENDPOINT or the AWS variables, the
+ *   credentials from the AWS SDK's chain. Any other `scheme://` is refused
+ *   with E_UNSUPPORTED.
  * A local directory whose name starts with `memory:` is reached as
  * `./memory:…`.
  */
@@ -16,6 +18,7 @@ import { At1Error } from '../errors.js';
 import type { Backend } from './backend.js';
 import { LocalBackend } from './local-backend.js';
 import { MemoryBackend } from './memory-backend.js';
+import { S3Backend } from './s3-backend.js';
 
 export interface OpenBackendOptions {
   /**
@@ -26,6 +29,8 @@ export interface OpenBackendOptions {
   mode?: 'existing' | 'create';
   /** What the location should hold, for messages ('registry': "registry X does not exist"). */
   what?: string;
+  /** S3: the service's endpoint (the CLI's --endpoint); otherwise AT1_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS itself. */
+  endpoint?: string;
 }
 
 const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
@@ -37,8 +42,8 @@ export async function openBackend(location: string, opts: OpenBackendOptions = {
     return new MemoryBackend(name);
   }
   const scheme = SCHEME.exec(location)?.[1]?.toLowerCase();
-  if (scheme === 's3') throw new At1Error('E_UNSUPPORTED', `${location}: S3 storage is not built yet; use a local directory or file:// URL`);
-  if (scheme !== undefined && scheme !== 'file') throw new At1Error('E_UNSUPPORTED', `${location}: unknown storage scheme ${scheme}:// (known: a path, file://, memory:NAME)`);
+  if (scheme === 's3') return new S3Backend(location, { endpoint: opts.endpoint });
+  if (scheme !== undefined && scheme !== 'file') throw new At1Error('E_UNSUPPORTED', `${location}: unknown storage scheme ${scheme}:// (known: a path, file://, s3://bucket/prefix, memory:NAME)`);
   let dir = location;
   if (scheme === 'file') {
     try {
