@@ -23,6 +23,10 @@ USER_ID=at1-test
 # Fixed test credentials: the cluster is on 127.0.0.1, holds only test data and lives for one run.
 ACCESS_KEY=AT1TESTACCESSKEY0001
 SECRET_KEY=at1-test-secret-key-not-for-real-use-0001
+# A second user whose only rights are a bucket policy allowing reads and listings (tests of read-only credentials).
+READER_ID=at1-reader
+READER_ACCESS_KEY=AT1TESTREADONLYKEY01
+READER_SECRET_KEY=at1-test-read-only-secret-not-for-real-use
 REGION=us-east-1
 ENDPOINT="http://127.0.0.1:${RGW_PORT}"
 CONF="$DIR/ceph.conf"
@@ -37,6 +41,8 @@ export AWS_ACCESS_KEY_ID=${ACCESS_KEY}
 export AWS_SECRET_ACCESS_KEY=${SECRET_KEY}
 export AWS_REGION=${REGION}
 export AT1_S3_TEST_BUCKET=${BUCKET}
+export AT1_S3_TEST_READONLY_ACCESS_KEY_ID=${READER_ACCESS_KEY}
+export AT1_S3_TEST_READONLY_SECRET_ACCESS_KEY=${READER_SECRET_KEY}
 EOF
 }
 
@@ -45,10 +51,11 @@ pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 rgw_answers() { curl -s -o /dev/null -m 2 "$ENDPOINT/" 2>/dev/null; }
 
 # A signed S3 request with curl's SigV4 support (no other S3 client is needed to set up).
-# (curl 7.88 leaves x-amz-content-sha256 out of the signature unless given; that of the empty body here)
+# (curl 7.88 leaves x-amz-content-sha256 out of the signature unless given: pass the body's hash; the empty body's by default)
+# (and signs a bare query `?policy` differently from S3: write `?policy=`)
 s3() {
-  curl -s -m 10 --aws-sigv4 "aws:amz:${REGION}:s3" --user "${ACCESS_KEY}:${SECRET_KEY}" \
-    -H 'x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' "$@"
+  local sha=${S3_BODY_SHA256:-e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855}
+  curl -s -m 10 --aws-sigv4 "aws:amz:${REGION}:s3" --user "${ACCESS_KEY}:${SECRET_KEY}" -H "x-amz-content-sha256: $sha" "$@"
 }
 
 wait_for() { # wait_for SECONDS WHAT COMMAND...
@@ -176,7 +183,13 @@ EOF
   local code
   code=$(s3 -o /dev/null -w '%{http_code}' -X PUT "$ENDPOINT/$BUCKET") || true
   [[ "$code" == 200 ]] || die "creating bucket $BUCKET answered HTTP $code"
-  say "ready in $((SECONDS - t0)) s: bucket $BUCKET, user $USER_ID; stop with: $0 stop"
+  radosgw-admin -c "$CONF" user create --uid "$READER_ID" --display-name "at1 read-only tests" \
+    --access-key "$READER_ACCESS_KEY" --secret-key "$READER_SECRET_KEY" </dev/null >>"$DIR/log/setup.log" 2>&1 || die "radosgw-admin user create (reader) failed"
+  local policy="$DIR/run/policy.json"
+  printf '%s' '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam:::user/'"$READER_ID"'"]}, "Action": ["s3:GetObject", "s3:ListBucket", "s3:ListBucketMultipartUploads"], "Resource": ["arn:aws:s3:::'"$BUCKET"'", "arn:aws:s3:::'"$BUCKET"'/*"]}]}' >"$policy"
+  code=$(S3_BODY_SHA256=$(sha256sum "$policy" | cut -d' ' -f1) s3 -o /dev/null -w '%{http_code}' -X PUT -H "Content-Type: application/json" --data-binary "@$policy" "$ENDPOINT/$BUCKET?policy=") || true
+  [[ "$code" == 200 || "$code" == 204 ]] || die "setting the read-only policy on $BUCKET answered HTTP $code"
+  say "ready in $((SECONDS - t0)) s: bucket $BUCKET, users $USER_ID and $READER_ID (read-only); stop with: $0 stop"
   print_exports
 }
 

@@ -12,11 +12,13 @@
  * grace) are options of Registry.open / initRegistry (`{ settings }`), kept
  * on the registry as `reg.settings`; the library never reads process.env.
  */
-export { At1Error, IntegrityError, type ErrorCode } from './errors.js';
+export { AccessDeniedError, At1Error, IntegrityError, type ErrorCode } from './errors.js';
 
 // Registries: open, create, settings.
 export { Registry, openRegistry, type InitOptions, type OpenOptions } from './registry/registry.js';
 export { openBackend, type OpenBackendOptions } from './store/open.js';
+export { S3Backend, S3CallError, type S3BackendOptions } from './store/s3-backend.js';
+export { parseS3Location, s3Settings, type S3Location, type S3Settings } from './store/s3-config.js';
 export { listAll, type Backend, type Capabilities, type CallOptions, type KeyInfo, type KeyStat, type ListOptions } from './store/backend.js';
 export { initRegistry } from './registry/init-registry.js';
 export { DEFAULT_SETTINGS, MAX_THREADS, MIN_LEASE_MS, resolveSettings, type RegistrySettings, type WorkersMode } from './registry/settings.js';

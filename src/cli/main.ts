@@ -53,7 +53,13 @@ export async function main(argv: string[]): Promise<void> {
     .version('0.1.0')
     .showHelpAfterError()
     .configureOutput({ outputError: (s, write) => write(s) })
+    .option('--endpoint <url>', 'S3-compatible service for s3://bucket/prefix locations (path-style; default: AT1_S3_ENDPOINT, AWS_ENDPOINT_URL, else AWS)')
     .exitOverride();
+  // Accepted anywhere on the line (`at1 registry add s3://b/p v.safetensors --endpoint URL`); the S3 backend reads it as AT1_S3_ENDPOINT.
+  program.hook('preAction', () => {
+    const endpoint = program.opts<{ endpoint?: string }>().endpoint;
+    if (endpoint !== undefined) process.env.AT1_S3_ENDPOINT = endpoint;
+  });
   program.addCommand(registryCommand());
   program.addCommand(tensorCommand());
   program.addCommand(runCommand());

@@ -315,3 +315,11 @@ export async function readerLeases(backend: Backend): Promise<ReaderLease[]> {
   }
   return out;
 }
+
+/** What a reader holds when it could not take a lease (a read-only credential): nothing to renew or release. */
+export const NO_LEASE: Lease = Object.freeze({
+  token: '',
+  key: '',
+  async assertHeld(): Promise<void> {},
+  async release(): Promise<void> {},
+});

@@ -4,7 +4,7 @@
  * manifests; what is done to versions (add, restore, verify, list) lives in
  * one file each and takes the registry as its context.
  */
-import { At1Error } from '../errors.js';
+import { AccessDeniedError, At1Error } from '../errors.js';
 import { ObjectStore } from '../store/object-store.js';
 import { openBackend } from '../store/open.js';
 import type { Backend } from '../store/backend.js';
@@ -22,7 +22,7 @@ import {
 } from './config.js';
 import { parseManifest, serializeManifest, type VersionManifest } from './manifest.js';
 import { checkVersionName, nameProblem } from './names.js';
-import { acquireWriterLease, takeReaderLease, type Lease, type LeaseOptions } from './lease.js';
+import { acquireWriterLease, NO_LEASE, takeReaderLease, type Lease, type LeaseOptions } from './lease.js';
 import type { Level } from '../codec/types.js';
 import { resolveSettings, type RegistrySettings } from './settings.js';
 
@@ -142,7 +142,14 @@ export class Registry {
    * lease, not thousands); released when the last of them ends.
    */
   async holdReadLease(command: string, versions: string[]): Promise<() => Promise<void>> {
-    if (!this.readLease) this.readLease = { lease: takeReaderLease(this.backend, command, versions, { leaseMs: this.settings.leaseMs }), users: 0 };
+    if (!this.readLease) {
+      // A read-only credential (S3: GetObject and ListBucket only) cannot announce itself; it reads without a lease (FORMAT.md §8), unprotected against a concurrent rm + gc.
+      const lease = takeReaderLease(this.backend, command, versions, { leaseMs: this.settings.leaseMs }).catch((e: unknown) => {
+        if (e instanceof AccessDeniedError) return NO_LEASE;
+        throw e;
+      });
+      this.readLease = { lease, users: 0 };
+    }
     const held = this.readLease;
     held.users++;
     try {
