@@ -1,6 +1,8 @@
 /**
  * The registry on a real S3 service (radosgw in CI; test/s3-helpers.ts),
- * through the CLI as a user runs it: the round trip of the fixture family,
+ * through the library and, where it matters, the CLI as a user runs it (the
+ * library in-process where a CLI run would only add a process start on a
+ * shared machine): the round trip of the fixture family,
  * concurrent writers in separate processes, a writer killed mid-add, a
  * damaged object, and a read-only credential. Each test has a prefix of its
  * own in the test bucket, removed afterwards.
@@ -10,7 +12,8 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fsckRegistry, openRegistry, S3Backend } from '../src/index.js';
+import { add, fsckRegistry, getVersion, initRegistry, openRegistry, verifyRegistry, S3Backend, type Registry } from '../src/index.js';
+import { removeVersion } from '../src/registry/remove.js';
 import { LOCK_KEY } from '../src/registry/lease.js';
 import { EMBEDDED, REPO, family, readTensors, sha256File, tempDir, type CliResult } from './helpers.js';
 import { S3_SKIP, s3Location } from './s3-helpers.js';
@@ -39,18 +42,22 @@ function ok(r: CliResult, what: string): CliResult {
   return r;
 }
 
+const destroy = (reg: Registry): void => (reg.backend as S3Backend).destroy();
+
 const canUnshare = spawnSync('unshare', ['--pid', '--fork', '--kill-child=SIGKILL', 'true']).status === 0;
 
 test('the fixture family on S3: init, add, get byte-exact, verify, tensor ranges, rm --rebase, gc, fsck', { skip: S3_SKIP }, async (t) => {
   const loc = s3Location(t, 'roundtrip');
   const out = tempDir(t);
   const [base, ...rest] = FAMILY;
-  ok(at1('registry', 'init', file(base!.name), loc, '--name', base!.name), 'init');
-  for (const v of rest) ok(at1('registry', 'add', loc, file(v.name), '--name', v.name, '--parent', v.parent!), `add ${v.name}`);
+  const { registry: reg } = await initRegistry(loc, file(base!.name), { name: base!.name });
+  t.after(() => destroy(reg));
+  for (const v of rest) await add(reg, file(v.name), { name: v.name, parent: v.parent! });
   const listed = JSON.parse(ok(at1('registry', 'list', loc, '--json'), 'list').stdout) as { versions: { name: string }[] };
   assert.deepEqual(listed.versions.map((v) => v.name).sort(), FAMILY.map((v) => v.name).sort());
   for (const v of FAMILY) {
-    ok(at1('registry', 'get', loc, v.name, '--out', join(out, v.name)), `get ${v.name}`);
+    const r = await getVersion(reg, v.name, join(out, v.name));
+    assert.equal(r.sha256, v.sha256);
     assert.equal(sha256File(join(out, v.name)), v.sha256, `${v.name} restores byte-exact from S3`);
   }
   assert.match(ok(at1('registry', 'verify', loc), 'verify').stdout, /integrity: PASS/);
@@ -62,22 +69,22 @@ test('the fixture family on S3: init, add, get byte-exact, verify, tensor ranges
   assert.deepEqual(new Uint8Array(readFileSync(join(out, 'rows'))), tensor.data.subarray(3 * rowBytes, 7 * rowBytes));
 
   // rm --rebase of a version others are coded against, then gc and fsck: everything left still restores.
-  const refused = at1('registry', 'rm', loc, 'prose-step0025');
-  assert.equal(refused.status, 2, refused.stderr);
-  ok(at1('registry', 'rm', loc, 'prose-step0025', '--rebase'), 'rm --rebase');
+  await assert.rejects(removeVersion(reg, 'prose-step0025'), /reference of prose-step0050/);
+  const rm = await removeVersion(reg, 'prose-step0025', { rebase: true });
+  assert.deepEqual(rm.reparented, ['prose-step0050']);
   ok(at1('registry', 'gc', loc, '--grace', '0'), 'gc');
   const f = await fsckRegistry(loc, { readData: true });
   assert.equal(f.status, 'clean', JSON.stringify(f.problems));
+  assert.equal(f.objects.orphans, 0, 'rm and gc left no orphan');
   for (const v of FAMILY.filter((x) => x.name !== 'prose-step0025')) {
-    ok(at1('registry', 'get', loc, v.name, '--out', join(out, `${v.name}.2`)), `get ${v.name} after rm`);
+    await getVersion(reg, v.name, join(out, `${v.name}.2`));
     assert.equal(sha256File(join(out, `${v.name}.2`)), v.sha256);
   }
-  assert.match(ok(at1('registry', 'fsck', loc), 'fsck').stdout, /fsck: CLEAN/);
 });
 
 test('two writers in separate processes adding at once: both versions land, neither lost', { skip: S3_SKIP }, async (t) => {
   const loc = s3Location(t, 'writers');
-  ok(at1('registry', 'init', file('base'), loc), 'init');
+  destroy((await initRegistry(loc, file('base'))).registry);
   const env = { AT1_LOCK_WAIT_MS: '60000' };
   const [a, b] = await Promise.all([
     at1Async(['registry', 'add', loc, file('code-lora'), '--name', 'code-lora', '--parent', 'base'], env).done,
@@ -86,10 +93,10 @@ test('two writers in separate processes adding at once: both versions land, neit
   ok(a, 'writer A');
   ok(b, 'writer B');
   const reg = await openRegistry(loc);
+  t.after(() => destroy(reg));
   assert.deepEqual(await reg.versionNames(), ['base', 'code-lora', 'prose-step0025']);
-  assert.match(ok(at1('registry', 'verify', loc), 'verify').stdout, /integrity: PASS/);
+  assert.equal((await verifyRegistry(reg, undefined)).ok, true);
   assert.equal(await reg.backend.stat(LOCK_KEY), undefined, 'the lock was released');
-  (reg.backend as S3Backend).destroy();
 });
 
 test(
@@ -97,9 +104,8 @@ test(
   { skip: S3_SKIP },
   async (t) => {
     const loc = s3Location(t, 'killed');
-    ok(at1('registry', 'init', file('base'), loc), 'init');
-    const reg = await openRegistry(loc);
-    t.after(() => (reg.backend as S3Backend).destroy());
+    const { registry: reg } = await initRegistry(loc, file('base'));
+    t.after(() => destroy(reg));
     const objectsBefore = (await reg.store.list()).size;
     // In a PID namespace of its own (where unshare works), the dead writer's pid proves nothing here: only expiry frees the lock.
     const prefix = canUnshare ? ['unshare', '--pid', '--fork', '--kill-child=SIGKILL'] : [];
@@ -121,16 +127,15 @@ test(
     const next = ok(at1('registry', 'add', loc, file('prose-step0025'), '--name', 'prose-step0025', '--parent', 'base', '--json'), 'next writer');
     assert.equal((JSON.parse(next.stdout) as { name: string }).name, 'prose-step0025');
     assert.deepEqual(await reg.versionNames(), ['base', 'prose-step0025']);
-    assert.match(ok(at1('registry', 'verify', loc), 'verify').stdout, /integrity: PASS/);
+    assert.equal((await verifyRegistry(reg, 'prose-step0025')).ok, true);
   },
 );
 
 test('a flipped byte in a stored object is caught by verify, naming the tensor; get refuses to restore it', { skip: S3_SKIP }, async (t) => {
   const loc = s3Location(t, 'flip');
   const out = tempDir(t);
-  ok(at1('registry', 'init', file('base'), loc), 'init');
-  const reg = await openRegistry(loc);
-  t.after(() => (reg.backend as S3Backend).destroy());
+  const { registry: reg } = await initRegistry(loc, file('base'));
+  t.after(() => destroy(reg));
   const m = await reg.manifest('base');
   const entry = m.files[0]!;
   assert.equal(entry.kind, 'safetensors');
@@ -150,8 +155,9 @@ test('a flipped byte in a stored object is caught by verify, naming the tensor; 
 test('a read-only credential can list, verify, get and read tensors, and cannot write', { skip: S3_SKIP || (!process.env.AT1_S3_TEST_READONLY_ACCESS_KEY_ID && 'no read-only test credential') }, async (t) => {
   const loc = s3Location(t, 'readonly');
   const out = tempDir(t);
-  ok(at1('registry', 'init', file('base'), loc), 'init');
-  ok(at1('registry', 'add', loc, file('code-lora'), '--parent', 'base'), 'add');
+  const { registry: reg } = await initRegistry(loc, file('base'));
+  t.after(() => destroy(reg));
+  await add(reg, file('code-lora'), { parent: 'base' });
   const ro = { AWS_ACCESS_KEY_ID: process.env.AT1_S3_TEST_READONLY_ACCESS_KEY_ID!, AWS_SECRET_ACCESS_KEY: process.env.AT1_S3_TEST_READONLY_SECRET_ACCESS_KEY! };
   const run = (...args: string[]) => at1Async(args, ro).done;
   ok(await run('registry', 'list', loc), 'list');
