@@ -1,5 +1,9 @@
 /**
- * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints] [--no-xz]`
+ * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints,s3] [--s3-params N] [--no-xz]`
+ *
+ * `s3` runs when an S3 service is configured (AT1_S3_TEST_BUCKET from
+ * scripts/ceph-test-cluster.sh, or AT1_S3_BENCH_BUCKET with the AWS
+ * variables); without one it is skipped with a note.
  *
  * Prints a table per section with at1 against baselines measured in the
  * same run, and writes every figure as JSON to bench/results/latest.json
@@ -14,6 +18,7 @@ import { table } from '../src/cli/output.js';
 import { checkpointBench } from './checkpoint-bench.js';
 import { familyBench, type FamilyResult } from './family-bench.js';
 import { throughputBench } from './throughput-bench.js';
+import { s3Bench } from './s3-bench.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const { values, positionals } = parseArgs({
@@ -22,7 +27,8 @@ const { values, positionals } = parseArgs({
     params: { type: 'string', default: '1e9' },
     checkpoints: { type: 'string', default: '50' },
     levels: { type: 'string', default: 'max,fast' },
-    only: { type: 'string', default: 'family,speed,checkpoints' },
+    only: { type: 'string', default: 'family,speed,checkpoints,s3' },
+    's3-params': { type: 'string', default: '5e7' },
     'no-xz': { type: 'boolean', default: false },
   },
 });
@@ -94,6 +100,28 @@ if (only.has('checkpoints')) {
   );
   console.log(`\ndeepest delta chain: ${c.maxDepth} (bound ${c.maxChainDepthSetting})`);
   results.checkpoints = c;
+}
+
+if (only.has('s3')) {
+  if (!process.env.AT1_S3_TEST_BUCKET && !process.env.AT1_S3_BENCH_BUCKET) {
+    log('s3: skipped, no S3 service configured (eval "$(scripts/ceph-test-cluster.sh start)" first)');
+  } else {
+    log(`S3 (${values['s3-params']} parameters)`);
+    const s = await s3Bench(Number(values['s3-params']), log);
+    console.log(`\n## S3 (${s.endpoint ?? 'AWS'}) against a local directory, synthetic ${(s.params / 1e6).toFixed(0)}M-parameter bf16 base + fine-tune, level fast (input MB/s for add, output MB/s for get)\n`);
+    const sdkPut = s.rows.find((r) => r.what.startsWith('SDK PutObject'))!;
+    const sdkGet = s.rows.find((r) => r.what.startsWith('SDK GetObject'))!;
+    const rows = [['what', 'bytes', 'seconds', 'MB/s', 'vs same on local dir', 'vs plain SDK transfer']];
+    for (const r of s.rows) {
+      const kind = r.what.startsWith('at1 add') ? 'at1 add' : r.what.startsWith('at1 get') ? 'at1 get' : undefined;
+      const local = kind ? s.rows.find((x) => x.what.startsWith(kind) && x.what.endsWith('local directory')) : undefined;
+      const sdk = kind === 'at1 add' ? sdkPut : kind === 'at1 get' ? sdkGet : undefined;
+      rows.push([r.what, String(r.bytes), r.seconds.toFixed(2), r.mbPerSec.toFixed(1), local ? r3(r.mbPerSec / local.mbPerSec) : '-', sdk ? r3(r.mbPerSec / sdk.mbPerSec) : '-']);
+    }
+    console.log(table(rows, [false, true, true, true, true, true]));
+    console.log('\nat1 rows move both files (base + fine-tune); the SDK rows move the raw base file once, uncompressed, unverified.');
+    results.s3 = s;
+  }
 }
 
 const dir = join(REPO, 'bench/results');
