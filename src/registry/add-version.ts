@@ -18,7 +18,7 @@ import { newSha256, sha256Hex } from '../util/hash.js';
 import { fsCall, fsError, isErrno } from '../util/fs-errors.js';
 import { BLOB_CHUNK_BYTES } from './config.js';
 import { storeChunk, storeEncoded, type StoredChunk } from './chunk-writer.js';
-import { wantsPool } from './chunk-source.js';
+import { isRemote, wantsPool } from './chunk-source.js';
 import { pooledDecoder } from './chunk-decoder.js';
 import { defaultPoolSize, WorkerPool } from './worker-pool.js';
 import { parallelMap } from '../util/parallel-map.js';
@@ -93,7 +93,8 @@ function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
   if (!wantsPool(totalBytes, reg.settings)) {
     return {
       store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(reg.reader, parentChunk, reg.config.maxChainDepth), level, reg.reader),
-      window: 1,
+      // On an object store a chunk's requests (its reference's GET, the create, a dedup proof) are round trips: keep a few chunks going so they overlap the encoding.
+      window: isRemote(reg.reader) ? 4 : 1,
       close: async () => undefined,
     };
   }
@@ -113,7 +114,7 @@ function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
       };
       return storeEncoded(reg.store, d.digest, d.raw.length, encode, reader);
     },
-    window: 6,
+    window: isRemote(reg.reader) ? 8 : 6,
     close: () => pool.close(),
   };
 }

@@ -35,7 +35,20 @@ const IN_PROCESS_WINDOW = 2;
  */
 const READS_PER_WORKER = 4;
 
-export function readerSource(reader: ChunkReader, window = IN_PROCESS_WINDOW): ChunkSource {
+/**
+ * Reads in flight on a backend that wants many requests at once (an object
+ * store: `suggestedConnections` ≥ 16). Each read there is a round trip of
+ * milliseconds, not a page-cache hit: with two in flight a verify of the
+ * fixture family on radosgw spent most of its time waiting.
+ */
+const REMOTE_WINDOW = 8;
+
+/** Whether `reader`'s backend pays a network round trip per call. */
+export function isRemote(reader: ChunkReader): boolean {
+  return reader.store.backend.capabilities.suggestedConnections >= 16;
+}
+
+export function readerSource(reader: ChunkReader, window = isRemote(reader) ? REMOTE_WINDOW : IN_PROCESS_WINDOW): ChunkSource {
   return {
     read: async (d, n) => (await reader.read(d, n)).bytes,
     readInto: (d, out) => reader.readInto(d, out),
@@ -58,7 +71,7 @@ export function wantsPool(totalBytes: number, settings: Pick<RegistrySettings, '
 export function chunkSource(reader: ChunkReader, totalBytes: number, settings: Pick<RegistrySettings, 'workers' | 'threads'>): ChunkSource {
   if (!wantsPool(totalBytes, settings)) return readerSource(reader);
   const pool = new WorkerPool(defaultPoolSize('decode', settings.threads));
-  const window = pool.size * READS_PER_WORKER;
+  const window = Math.max(pool.size * READS_PER_WORKER, isRemote(reader) ? REMOTE_WINDOW : 0);
   const source = readerSource(reader.withDecoder(pooledDecoder(pool, pool.size)), window);
   return { ...source, close: () => pool.close() };
 }
