@@ -42,10 +42,10 @@ function at1Async(args: string[], env: Record<string, string>): Promise<CliResul
  * waited out: their objects are old orphans, ready for gc.
  */
 async function oldOrphans(t: Ctx, location: string): Promise<{ reg: Registry; m2: VersionManifest }> {
-  const { registry: reg } = await initRegistry(location, join(EMBEDDED, 'base.safetensors'));
+  const { registry: reg } = await initRegistry(location, join(EMBEDDED, 'base.safetensors'), { level: 'fast' });
   if (reg.backend instanceof S3Backend) t.after(() => (reg.backend as S3Backend).destroy());
-  await add(reg, join(EMBEDDED, 'prose-step0025.safetensors'), { parent: 'base' });
-  await add(reg, join(EMBEDDED, 'prose-step0050.safetensors'), { parent: 'prose-step0025' });
+  await add(reg, join(EMBEDDED, 'prose-step0025.safetensors'), { parent: 'base', level: 'fast' });
+  await add(reg, join(EMBEDDED, 'prose-step0050.safetensors'), { parent: 'prose-step0025', level: 'fast' });
   const m2 = await reg.manifest('prose-step0050');
   await reg.backend.remove('versions/prose-step0050.json');
   await reg.backend.remove('versions/prose-step0025.json');

@@ -50,9 +50,9 @@ test('the fixture family on S3: init, add, get byte-exact, verify, tensor ranges
   const loc = s3Location(t, 'roundtrip');
   const out = tempDir(t);
   const [base, ...rest] = FAMILY;
-  const { registry: reg } = await initRegistry(loc, file(base!.name), { name: base!.name });
+  const { registry: reg } = await initRegistry(loc, file(base!.name), { name: base!.name, level: 'fast' });
   t.after(() => destroy(reg));
-  for (const v of rest) await add(reg, file(v.name), { name: v.name, parent: v.parent! });
+  for (const v of rest) await add(reg, file(v.name), { name: v.name, parent: v.parent!, level: 'fast' });
   const listed = JSON.parse(ok(at1('registry', 'list', loc, '--json'), 'list').stdout) as { versions: { name: string }[] };
   assert.deepEqual(listed.versions.map((v) => v.name).sort(), FAMILY.map((v) => v.name).sort());
   for (const v of FAMILY) {
@@ -84,7 +84,7 @@ test('the fixture family on S3: init, add, get byte-exact, verify, tensor ranges
 
 test('two writers in separate processes adding at once: both versions land, neither lost', { skip: S3_SKIP }, async (t) => {
   const loc = s3Location(t, 'writers');
-  destroy((await initRegistry(loc, file('base'))).registry);
+  destroy((await initRegistry(loc, file('base'), { level: 'fast' })).registry);
   const env = { AT1_LOCK_WAIT_MS: '60000' };
   const [a, b] = await Promise.all([
     at1Async(['registry', 'add', loc, file('code-lora'), '--name', 'code-lora', '--parent', 'base'], env).done,
@@ -104,7 +104,7 @@ test(
   { skip: S3_SKIP },
   async (t) => {
     const loc = s3Location(t, 'killed');
-    const { registry: reg } = await initRegistry(loc, file('base'));
+    const { registry: reg } = await initRegistry(loc, file('base'), { level: 'fast' });
     t.after(() => destroy(reg));
     const objectsBefore = (await reg.store.list()).size;
     // In a PID namespace of its own (where unshare works), the dead writer's pid proves nothing here: only expiry frees the lock.
@@ -134,7 +134,7 @@ test(
 test('a flipped byte in a stored object is caught by verify, naming the tensor; get refuses to restore it', { skip: S3_SKIP }, async (t) => {
   const loc = s3Location(t, 'flip');
   const out = tempDir(t);
-  const { registry: reg } = await initRegistry(loc, file('base'));
+  const { registry: reg } = await initRegistry(loc, file('base'), { level: 'fast' });
   t.after(() => destroy(reg));
   const m = await reg.manifest('base');
   const entry = m.files[0]!;
@@ -155,9 +155,9 @@ test('a flipped byte in a stored object is caught by verify, naming the tensor; 
 test('a read-only credential can list, verify, get and read tensors, and cannot write', { skip: S3_SKIP || (!process.env.AT1_S3_TEST_READONLY_ACCESS_KEY_ID && 'no read-only test credential') }, async (t) => {
   const loc = s3Location(t, 'readonly');
   const out = tempDir(t);
-  const { registry: reg } = await initRegistry(loc, file('base'));
+  const { registry: reg } = await initRegistry(loc, file('base'), { level: 'fast' });
   t.after(() => destroy(reg));
-  await add(reg, file('code-lora'), { parent: 'base' });
+  await add(reg, file('code-lora'), { parent: 'base', level: 'fast' });
   const ro = { AWS_ACCESS_KEY_ID: process.env.AT1_S3_TEST_READONLY_ACCESS_KEY_ID!, AWS_SECRET_ACCESS_KEY: process.env.AT1_S3_TEST_READONLY_SECRET_ACCESS_KEY! };
   const run = (...args: string[]) => at1Async(args, ro).done;
   ok(await run('registry', 'list', loc), 'list');
