@@ -54,7 +54,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 /** An S3 failure after the last attempt: the HTTP status and S3 error code, for callers that expect some (412, 404, 416). */
 export class S3CallError extends At1Error {
   constructor(
-    code: 'E_NOT_FOUND' | 'E_IO',
+    code: 'E_NOT_FOUND' | 'E_INPUT' | 'E_IO',
     message: string,
     readonly status: number | undefined,
     readonly s3Code: string | undefined,
@@ -216,7 +216,8 @@ export class S3Backend implements Backend {
     const s3Code = codeOf(r);
     const tries = attempts > 1 ? ` (after ${attempts} attempts)` : '';
     const detail = `${s3Code ?? 'error'}${status ? ` (HTTP ${status})` : ''}${r.message && r.message !== s3Code ? `: ${r.message}` : ''}`;
-    if (s3Code === 'NoSuchBucket') return new S3CallError('E_NOT_FOUND', `bucket ${this.bucket} does not exist (${what} ${key} in ${this.location})`, status, s3Code, { retryable: false, cause: e });
+    // A missing bucket is a wrong location (exit 2), not a missing key: callers that treat E_NOT_FOUND as "absent" must not swallow it.
+    if (s3Code === 'NoSuchBucket') return new S3CallError('E_INPUT', `bucket ${this.bucket} does not exist (${what} ${key} in ${this.location})`, status, s3Code, { retryable: false, cause: e });
     if (status === 404 && s3Code !== 'NoSuchUpload') return new S3CallError('E_NOT_FOUND', `${key} is missing from ${this.location}`, status, s3Code, { retryable: false, cause: e });
     if (status === 403 || s3Code === 'AccessDenied') {
       return new AccessDeniedError(`could not ${what} ${key} in ${this.location}: access denied (${detail}); check the credentials' permissions on bucket ${this.bucket}`, { cause: e });
@@ -274,7 +275,7 @@ export class S3Backend implements Backend {
       const h = await this.request('stat', key, opts.signal, (abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key) }), { abortSignal }));
       return h.ContentLength ?? 0;
     } catch (e) {
-      if (e instanceof S3CallError && e.code === 'E_NOT_FOUND' && e.s3Code !== 'NoSuchBucket') return undefined;
+      if (e instanceof S3CallError && e.code === 'E_NOT_FOUND') return undefined;
       throw e;
     }
   }
@@ -375,7 +376,7 @@ export class S3Backend implements Backend {
     try {
       await this.request('remove', key, opts.signal, (abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key) }), { abortSignal }));
     } catch (e) {
-      if (e instanceof S3CallError && e.code === 'E_NOT_FOUND' && e.s3Code !== 'NoSuchBucket') return;
+      if (e instanceof S3CallError && e.code === 'E_NOT_FOUND') return;
       throw e;
     }
   }
@@ -458,7 +459,7 @@ export class S3Backend implements Backend {
         this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.full(m[2]!), UploadId: uploadId }), { abortSignal }),
       );
     } catch (e) {
-      if (e instanceof S3CallError && (e.s3Code === 'NoSuchUpload' || (e.code === 'E_NOT_FOUND' && e.s3Code !== 'NoSuchBucket'))) return;
+      if (e instanceof S3CallError && (e.s3Code === 'NoSuchUpload' || (e.code === 'E_NOT_FOUND'))) return;
       throw e;
     }
   }
