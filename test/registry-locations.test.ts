@@ -54,11 +54,11 @@ test('a whole registry on a memory: location: init, add, get, verify, list, rm, 
   assert.equal(readdirSync(work).length, 3, 'nothing but the restored files was written to disk');
 });
 
-test('openRegistry: a file:// URL opens the same registry as its path; s3:// is not built yet', async (t) => {
+test('openRegistry: a file:// URL opens the same registry as its path; unknown schemes are refused (s3:// has its own tests)', async (t) => {
   const dir = join(tempDir(t), 'reg');
   await initRegistry(dir, join(EMBEDDED, 'base.safetensors'), { level: 'fast' });
   assert.deepEqual(await (await openRegistry(pathToFileURL(dir).href)).versionNames(), ['base']);
-  await assert.rejects(openRegistry('s3://bucket/models'), (e: unknown) => e instanceof At1Error && e.code === 'E_UNSUPPORTED' && /S3/.test(e.message));
+  await assert.rejects(openRegistry('gs://bucket/models'), (e: unknown) => e instanceof At1Error && e.code === 'E_UNSUPPORTED' && /s3:\/\/bucket\/prefix/.test(e.message));
   await assert.rejects(openRegistry(join(dir, 'nope')), (e: unknown) => e instanceof At1Error && e.code === 'E_NOT_FOUND' && /registry .* does not exist/.test(e.message));
   await assert.rejects(openRegistry('memory:registry-locations-empty'), (e: unknown) => e instanceof At1Error && e.code === 'E_NOT_FOUND' && /not an at1 registry/.test(e.message));
   MemoryBackend.drop('registry-locations-empty');
