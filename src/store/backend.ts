@@ -3,10 +3,10 @@
  * named byte strings ("objects", addressed by keys such as
  * `objects/ab/abcd…` or `versions/base.json`) and nothing else. It knows no
  * formats; the object store (object-store.ts) and the registry build on it.
- * A local directory (local-backend.ts) and an in-process memory store
- * (memory-backend.ts) implement it; an S3-compatible bucket will implement
- * the same contract, and one conformance suite
- * (test/store-conformance.test.ts) runs every case against every backend.
+ * A local directory (local-backend.ts), an in-process memory store
+ * (memory-backend.ts) and an S3-compatible bucket (s3-backend.ts) implement
+ * it, and one conformance suite (test/store-conformance.test.ts) runs every
+ * case against every backend.
  * Callers open a backend by location with `openBackend` (open.ts); nothing
  * above src/store names a concrete backend.
  *
@@ -40,8 +40,9 @@
  * - `touch(key, expect?)`: set the modification time to now (the storage's
  *   clock). With `expect`, only while the key holds exactly those bytes
  *   (conditional touch). False when the key is missing or holds other bytes.
- *   It never changes the content. S3: a copy-onto-itself (or re-PUT of
- *   `expect`) with `If-Match` on the ETag read with the comparison.
+ *   It never changes the content. S3: a GET of the value and its ETag, the
+ *   comparison, then a re-PUT of `expect` with `If-Match` on that ETag;
+ *   without `expect`, a server-side copy onto itself.
  * - `create(key, data)`: exclusive create. Returns false, writing nothing,
  *   when the key exists; atomic with respect to every other writer of any
  *   process or host: of N concurrent creators of one key exactly one gets
