@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { add, fsckRegistry, initRegistry, verifyRegistry, type Registry } from '../src/index.js';
-import type { VersionManifest } from '../src/registry/manifest.js';
+import { serializeManifest, type VersionManifest } from '../src/registry/manifest.js';
 import { gcRegistry } from '../src/registry/gc.js';
 import { storeChunk } from '../src/registry/chunk-writer.js';
 import { S3Backend } from '../src/store/s3-backend.js';
@@ -41,7 +41,7 @@ function at1Async(args: string[], env: Record<string, string>): Promise<CliResul
  * fine-tunes' manifests removed (rm'd long ago, say) and the grace period
  * waited out: their objects are old orphans, ready for gc.
  */
-async function oldOrphans(t: Ctx, location: string): Promise<{ reg: Registry; m2: VersionManifest }> {
+async function oldOrphans(t: Ctx, location: string): Promise<{ reg: Registry; m2: VersionManifest; stray: string }> {
   const { registry: reg } = await initRegistry(location, join(EMBEDDED, 'base.safetensors'), { level: 'fast' });
   if (reg.backend instanceof S3Backend) t.after(() => (reg.backend as S3Backend).destroy());
   await add(reg, join(EMBEDDED, 'prose-step0025.safetensors'), { parent: 'base', level: 'fast' });
@@ -49,8 +49,10 @@ async function oldOrphans(t: Ctx, location: string): Promise<{ reg: Registry; m2
   const m2 = await reg.manifest('prose-step0050');
   await reg.backend.remove('versions/prose-step0050.json');
   await reg.backend.remove('versions/prose-step0025.json');
+  // And one orphan that nothing will ever need again.
+  const stray = (await storeChunk(reg.store, new Uint8Array(4096).map((_, i) => (i * 7919) & 0xff), 'U8', [], 'fast')).digest;
   await sleep(GRACE_MS + 300);
-  return { reg, m2 };
+  return { reg, m2, stray };
 }
 
 for (const { name, skip, location } of BACKENDS) {
@@ -73,6 +75,28 @@ for (const { name, skip, location } of BACKENDS) {
       assert.equal(await reg.store.has(reused.digest), true, 'the reused object survives');
       for (const r of reused.refs) assert.equal(await reg.store.has(r), true, 'and so does what it is coded against');
       assert.deepEqual((await reg.reader.read(reused.digest)).bytes, reused.bytes);
+    });
+
+    test('a writer stalled between its last lease check and its manifest: gc keeps what its pending manifest names, then clears the record once it is old', async (t) => {
+      const { reg, m2, stray } = await oldOrphans(t, location(t));
+      // What publish() leaves while the writer stalls: pending/<token>.json holding the manifest, stored before its last lease check.
+      const bytes = serializeManifest(m2);
+      const pending = 'pending/' + 'ab'.repeat(16) + '.json';
+      await reg.backend.put(pending, bytes);
+      const g = await gcRegistry(reg, { graceMs: GRACE_MS });
+      assert.equal(await reg.store.has(stray), false, 'an old orphan that nothing pending names is removed');
+      assert.equal(await reg.backend.size(pending), bytes.length, 'a young pending record stays');
+      // The writer wakes and publishes: its version is whole.
+      assert.equal(await reg.backend.create('versions/prose-step0050.json', bytes), true);
+      assert.equal((await verifyRegistry(reg, 'prose-step0050')).ok, true);
+      // A record older than the grace period is a dead writer's leftover: gc removes it, and it protects nothing.
+      await reg.backend.remove('versions/prose-step0050.json');
+      await sleep(GRACE_MS + 300);
+      const g2 = await gcRegistry(reg, { graceMs: GRACE_MS });
+      assert.ok(g2.removedLeftovers >= 1);
+      assert.equal(await reg.backend.size(pending), undefined);
+      assert.ok(g2.removedObjects > 0, 'its objects are orphans again');
+      assert.equal((await fsckRegistry(reg)).objects.orphans, 0);
     });
 
     test('an add and a gc started at once in separate processes: whichever takes the lock first, the new version is whole', async (t) => {

@@ -196,7 +196,7 @@ export function registryCommand(): Command {
       else {
         say(`${r.versions} versions, ${r.objects.needed} objects needed, ${r.objects.stored} stored${o.readData ? `, ${r.objects.checkedData} re-hashed` : ''}`);
         if (r.objects.orphans > 0) say(`${r.objects.orphans} orphan objects (${r.objects.orphanBytes} bytes): 'at1 registry gc' removes them`);
-        if (r.leftovers.length > 0) say(`${r.leftovers.length} leftover files of interrupted writes in tmp/: 'at1 registry gc' removes them`);
+        if (r.leftovers.length > 0) say(`${r.leftovers.length} leftovers of interrupted writes (${r.leftovers.slice(0, 3).join(', ')}${r.leftovers.length > 3 ? ', …' : ''}): 'at1 registry gc' removes them`);
         if (r.strays.length > 0) say(`${r.strays.length} stray files that are neither manifests nor objects (ignored by every command): ${r.strays.slice(0, 5).map(displayName).join(', ')}${r.strays.length > 5 ? ', …' : ''}`);
         // Messages, versions and tensors quote stored data: control characters are shown escaped.
         for (const x of r.problems) say(`  ${x.kind}: ${escapeControl(x.message)}${x.tensor ? ` (version ${displayName(String(x.version))}, tensor ${displayName(JSON.stringify(x.tensor))})` : x.version ? ` (version ${displayName(x.version)})` : ''}`);

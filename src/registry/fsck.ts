@@ -14,7 +14,7 @@ import { At1Error } from '../errors.js';
 import { ChunkReader } from './chunk-reader.js';
 import { parseManifest, type VersionManifest } from './manifest.js';
 import { reachable } from './reachability.js';
-import { manifestKey, openRegistry, type Registry } from './registry.js';
+import { manifestKey, openRegistry, PENDING_DIR, type Registry } from './registry.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks } from './geometry.js';
 import { packChunks } from './packs.js';
 import type { ProgressFn } from './progress.js';
@@ -171,6 +171,8 @@ async function checkRegistry(reg: Registry, report: FsckReport, opts: FsckOption
     if (bad) report.problems.push({ kind: 'orphan', object: d, message: `orphan object ${d} is damaged: ${bad}; 'at1 registry gc' removes it` });
   }
   for await (const { key } of reg.backend.leftovers()) report.leftovers.push(key);
+  // A pending manifest is a writer publishing right now, or (once older than gc's grace period) the leftover of one that died doing so.
+  for await (const { key } of reg.backend.list(PENDING_DIR)) report.leftovers.push(key);
   if (report.problems.length > 0) report.status = 'damaged';
   return report;
 }

@@ -10,7 +10,10 @@
  *   so gc spares every unreachable object and temp file younger than a
  *   grace period (default 15 min, many leases long). Writers renew the
  *   modification time of every object they reuse (chunk-writer.ts), so an
- *   old orphan that an add has just deduplicated against counts as young.
+ *   old orphan that an add has just deduplicated against counts as young;
+ *   and a writer about to publish stores its manifest in `pending/` before
+ *   its last lease check (Registry.publish), which gc reads as a manifest
+ *   while it is younger than the grace period (FORMAT.md §8b).
  * - **Readers.** A reader takes a lease before it reads any manifest. A
  *   reader that started before the latest removal (rm, rebase) may hold a
  *   manifest that no longer exists or an object encoding that was replaced,
@@ -117,7 +120,13 @@ export interface SweepOptions extends GcOptions {
 export async function sweep(reg: Registry, lease: Lease, opts: SweepOptions = {}): Promise<GcResult> {
   const graceMs = opts.graceMs ?? reg.settings.gcGraceMs;
   const manifests = await reg.manifests(); // throws on any unreadable manifest: never guess what is live
-  const { objects, problems } = await reachable(new ChunkReader(reg.store), manifests);
+  // Manifests a writer is about to publish (stalled after its last lease check, FORMAT.md §8b) are needed too, while younger than the grace period.
+  const pending = await reg.pendingManifests();
+  const live = pending.filter((p) => p.ageMs < graceMs);
+  const unreadable = live.find((p) => p.error !== undefined);
+  if (unreadable) throw new At1Error('E_CORRUPT', `gc stopped: the pending manifest ${unreadable.key} does not parse (${unreadable.error}); a writer may be publishing it. Run gc again after the grace period, or remove it if no writer is running`);
+  const roots = [...manifests, ...live.flatMap((p) => (p.manifest ? [p.manifest] : []))];
+  const { objects, problems } = await reachable(new ChunkReader(reg.store), roots);
   const broken = problems.filter((p) => p.kind === 'bad-header');
   if (broken.length > 0) {
     // A damaged header hides what that object references: deleting now could remove something still needed.
@@ -148,6 +157,12 @@ export async function sweep(reg: Registry, lease: Lease, opts: SweepOptions = {}
     result.removedBytes += info.size;
   }
   if (!opts.only) {
+    // A pending record older than the grace period is the leftover of a writer that died while publishing.
+    for (const p of pending) {
+      if (p.ageMs < graceMs) continue;
+      await reg.backend.remove(p.key);
+      result.removedLeftovers++;
+    }
     for await (const { key, mtimeMs } of reg.backend.leftovers()) {
       if (now - (mtimeMs ?? now) < graceMs) continue;
       await reg.backend.removeLeftover(key);

@@ -14,11 +14,11 @@ import { addVersion, closePlan, planInput, planSource, type SourcePlan, type Add
 import { CONFIG_KEY, type RegistryConfig } from './config.js';
 import { LEASES_DIR, LOCK_KEY, LOCKS_DIR } from './lease.js';
 import { checkVersionName, defaultNameFor } from './names.js';
-import { Registry, type InitOptions, type OpenOptions } from './registry.js';
+import { PENDING_DIR, Registry, type InitOptions, type OpenOptions } from './registry.js';
 import { resolveSettings } from './settings.js';
 
 /** What an interrupted init may have left, and nothing else. */
-const OWN_ENTRIES = new Set([CONFIG_KEY, 'objects', 'versions', 'tmp', LOCK_KEY, LOCKS_DIR, LEASES_DIR]);
+const OWN_ENTRIES = new Set([CONFIG_KEY, 'objects', 'versions', 'tmp', LOCK_KEY, LOCKS_DIR, LEASES_DIR, PENDING_DIR]);
 
 /**
  * Resuming an interrupted init keeps the configuration it wrote; an option

@@ -27,6 +27,12 @@ import type { Level } from '../codec/types.js';
 import { resolveSettings, type RegistrySettings } from './settings.js';
 
 export const VERSIONS_DIR = 'versions';
+/** Manifests about to be published (FORMAT.md §7 step 3, §8b): gc treats a young one as needed. */
+export const PENDING_DIR = 'pending';
+
+export function pendingKey(token: string): string {
+  return `${PENDING_DIR}/${token}.json`;
+}
 
 export function manifestKey(name: string): string {
   checkVersionName(name);
@@ -224,13 +230,49 @@ export class Registry {
    * Publish a manifest: exclusive create, so a name can never be overwritten.
    * `lease`: the writer lock this add holds; checked right before the create,
    * so a writer whose lease expired and was taken over publishes nothing.
+   * Before that check the same bytes are stored as the pending record
+   * `pending/<lease token>.json`, removed once the manifest has landed (or
+   * failed to): a gc that runs while this writer is stalled between its
+   * check and its create (it can only start after the check) finds the
+   * record and keeps everything it names (FORMAT.md §8b).
    */
   async publish(m: VersionManifest, lease?: Lease, bytes = serializeManifest(m)): Promise<number> {
-    await lease?.assertHeld();
-    if (!(await this.backend.create(manifestKey(m.name), bytes))) {
-      throw new At1Error('E_EXISTS', `version ${JSON.stringify(m.name)} already exists in ${this.location}`);
+    const pending = lease?.token ? pendingKey(lease.token) : undefined;
+    if (pending) await this.backend.put(pending, bytes);
+    try {
+      await lease?.assertHeld();
+      if (!(await this.backend.create(manifestKey(m.name), bytes))) {
+        throw new At1Error('E_EXISTS', `version ${JSON.stringify(m.name)} already exists in ${this.location}`);
+      }
+    } finally {
+      if (pending) await this.backend.remove(pending).catch(() => undefined); // left behind, it expires with the grace period and gc removes it
     }
     return bytes.length;
+  }
+
+  /**
+   * Pending records (see publish) with their age by the storage's clock:
+   * the manifest each holds, or the parse error of one that does not parse.
+   */
+  async pendingManifests(): Promise<{ key: string; ageMs: number; manifest?: VersionManifest; error?: string }[]> {
+    const out: { key: string; ageMs: number; manifest?: VersionManifest; error?: string }[] = [];
+    for await (const { key, mtimeMs } of this.backend.list(PENDING_DIR)) {
+      const ageMs = Date.now() - (mtimeMs ?? (await this.backend.stat(key))?.mtimeMs ?? Date.now());
+      let bytes: Uint8Array;
+      try {
+        bytes = await this.backend.read(key);
+      } catch (e) {
+        if (e instanceof At1Error && e.code === 'E_NOT_FOUND') continue; // published and removed meanwhile
+        throw e;
+      }
+      try {
+        const name = (JSON.parse(new TextDecoder().decode(bytes)) as { name?: unknown }).name;
+        out.push({ key, ageMs, manifest: parseManifest(bytes, typeof name === 'string' ? name : '') });
+      } catch (e) {
+        out.push({ key, ageMs, error: (e as Error).message });
+      }
+    }
+    return out;
   }
 }
 
