@@ -128,3 +128,19 @@ test('a missing bucket is named as such; refused credentials are an access-denie
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /is not an at1 registry/);
 });
+
+test('--endpoint on the command line, anywhere after the command, picks the service over AWS_ENDPOINT_URL', { skip: S3_SKIP }, async (t) => {
+  const loc = s3Location(t, 'endpoint');
+  const real = process.env.AWS_ENDPOINT_URL!;
+  const dead = `http://127.0.0.1:${await closedPort()}`;
+  const run = (...args: string[]) => spawnSync(process.execPath, [join(REPO, 'bin/at1.js'), ...args], { encoding: 'utf8', env: { ...process.env, AWS_ENDPOINT_URL: dead, AT1_S3_ATTEMPTS: '1' } });
+  const init = run('registry', 'init', join(REPO, 'fixtures/tinystories/code-lora.safetensors'), loc, '--level', 'fast', '--endpoint', real);
+  assert.equal(init.status, 0, init.stderr);
+  const list = run('registry', 'list', loc, '--json', '--endpoint', real);
+  assert.equal(list.status, 0, list.stderr);
+  assert.deepEqual((JSON.parse(list.stdout) as { versions: { name: string }[] }).versions.map((v) => v.name), ['code-lora']);
+  const without = run('registry', 'list', loc);
+  assert.equal(without.status, 4, 'without --endpoint it goes to AWS_ENDPOINT_URL, where nothing listens');
+  assert.match(without.stderr, /ECONNREFUSED/);
+});
+

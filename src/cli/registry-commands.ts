@@ -46,8 +46,17 @@ function printKept(r: GcResult): void {
   if (r.keptYoung > 0) say(`kept ${r.keptYoung} unneeded objects younger than the grace period (a writer may still need them); 'at1 registry gc --grace 0' removes them when no writer can be running`);
 }
 
+/** Where a registry may live; shown under `registry --help` and `tensor --help`. */
+export const LOCATIONS_HELP = `
+A registry (DIR) is a local directory, a file:// URL, or s3://bucket/prefix on
+S3 or any S3-compatible service: credentials and region from the AWS variables
+and files, the service from --endpoint URL (given anywhere on the line) or
+AT1_S3_ENDPOINT / AWS_ENDPOINT_URL (see docs/S3.md).`;
+
 export function registryCommand(): Command {
-  const reg = new Command('registry').description('keep a model family: the base once, every version as a verified delta');
+  const reg = new Command('registry')
+    .description('keep a model family: the base once, every version as a verified delta')
+    .addHelpText('after', LOCATIONS_HELP);
 
   reg
     .command('init')

@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { AtomicFileWriter, At1Error, checkOutputPath, findTensor, npyData, npyHeader, readTensorRange, Registry, removeStaleTemps, rowRange, tensorObjects, tensorsOf, tensorStoredBytes, type ByteRange } from '../index.js';
 import { cliOpenOptions } from './env.js';
 import { displayName, escapeControl, printJson, say, table } from './output.js';
+import { LOCATIONS_HELP } from './registry-commands.js';
 
 function rangeArg(v: string): [number, number] {
   const m = /^(\d+):(\d+)$/.exec(v);
@@ -11,7 +12,7 @@ function rangeArg(v: string): [number, number] {
 }
 
 export function tensorCommand(): Command {
-  const cmd = new Command('tensor').description('read single tensors of a version without restoring the rest');
+  const cmd = new Command('tensor').description('read single tensors of a version without restoring the rest').addHelpText('after', LOCATIONS_HELP);
 
   cmd
     .command('list')
