@@ -18,6 +18,9 @@ import { parseS3Location, s3Settings } from '../src/store/s3-config.js';
 import { REPO } from './helpers.js';
 import { S3_SKIP, s3Location } from './s3-helpers.js';
 
+/** For services that never get far enough to check them. */
+const credentials = { accessKeyId: 'AT1TESTNOTUSED', secretAccessKey: 'not-used' };
+
 /** A port on 127.0.0.1 that nothing listens on (bound, then closed). */
 async function closedPort(): Promise<number> {
   const srv = createServer();
@@ -75,7 +78,7 @@ test('the limiter never runs more than its bound at once, and runs everything', 
 
 test('an unreachable service: retried, then an error naming the key, the location and the attempts (retryable)', async () => {
   const port = await closedPort();
-  const b = new S3Backend('s3://some-bucket/reg', { endpoint: `http://127.0.0.1:${port}`, settings: { attempts: 3 }, retry: { baseMs: 5, capMs: 20 } });
+  const b = new S3Backend('s3://some-bucket/reg', { endpoint: `http://127.0.0.1:${port}`, settings: { attempts: 3 }, retry: { baseMs: 5, capMs: 20 }, credentials });
   try {
     await assert.rejects(b.read('objects/ab/abcdef'), (e: unknown) => {
       assert.ok(e instanceof At1Error && e.code === 'E_IO', String(e));
@@ -86,7 +89,7 @@ test('an unreachable service: retried, then an error naming the key, the locatio
       return true;
     });
     // An abort during the backoff ends the call at once, as E_ABORTED.
-    const slow = new S3Backend('s3://some-bucket/reg', { endpoint: `http://127.0.0.1:${port}`, settings: { attempts: 50 }, retry: { baseMs: 60_000, capMs: 60_000 } });
+    const slow = new S3Backend('s3://some-bucket/reg', { endpoint: `http://127.0.0.1:${port}`, settings: { attempts: 50 }, retry: { baseMs: 60_000, capMs: 60_000 }, credentials });
     const ac = new AbortController();
     const call = slow.read('versions/v.json', { signal: ac.signal });
     setTimeout(() => ac.abort(), 50);
@@ -142,5 +145,26 @@ test('--endpoint on the command line, anywhere after the command, picks the serv
   const without = run('registry', 'list', loc);
   assert.equal(without.status, 4, 'without --endpoint it goes to AWS_ENDPOINT_URL, where nothing listens');
   assert.match(without.stderr, /ECONNREFUSED/);
+});
+
+test('a service that accepts connections and never answers: a timeout, retried, then an error naming the key', async (t) => {
+  const sockets: import('node:net').Socket[] = [];
+  const silent = createServer((sock) => void sockets.push(sock)); // reads the request, says nothing
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const port = (silent.address() as { port: number }).port;
+  const b = new S3Backend('s3://some-bucket/reg', { endpoint: `http://127.0.0.1:${port}`, settings: { attempts: 2 }, retry: { baseMs: 5, capMs: 10 }, requestTimeoutMs: 300, credentials });
+  t.after(() => b.destroy());
+  await assert.rejects(b.read('versions/v.json'), (e: unknown) => {
+    assert.ok(e instanceof At1Error && e.code === 'E_IO', String(e));
+    assert.equal(e.retryable, true);
+    assert.match(e.message, /versions\/v\.json in s3:\/\/some-bucket\/reg/);
+    assert.match(e.message, /after 2 attempts/);
+    return true;
+  });
+  assert.equal(sockets.length >= 2, true, 'each attempt reached the server');
 });
 

@@ -127,7 +127,14 @@ export interface S3BackendOptions {
   /** Overrides the environment's settings (tests, benches). */
   settings?: Partial<S3Settings>;
   retry?: Partial<RetryPolicy>;
+  /** Explicit credentials (library callers, tests); default: the SDK's chain (environment, profile, files, roles). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** A request whose socket stays silent this long fails (retryably); default 2 min. Connecting: 10 s. */
+  requestTimeoutMs?: number;
 }
+
+const REQUEST_TIMEOUT_MS = 120_000;
+const CONNECT_TIMEOUT_MS = 10_000;
 
 export class S3Backend implements Backend {
   readonly capabilities: Capabilities;
@@ -154,11 +161,19 @@ export class S3Backend implements Backend {
       endpoint: this.settings.endpoint,
       forcePathStyle: this.settings.endpoint !== undefined,
       region: this.settings.region,
+      credentials: opts.credentials,
       // Flexible checksums on every PUT break streamed uploads on radosgw (and other non-AWS services): only where an API requires one.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 1, // retries are ours (request()), so that the last error can name the key
-      requestHandler: { httpAgent: new HttpAgent(agent), httpsAgent: new HttpsAgent(agent) },
+      // A service that stops answering must not hang a command: silence is a (retryable) timeout.
+      requestHandler: {
+        httpAgent: new HttpAgent(agent),
+        httpsAgent: new HttpsAgent(agent),
+        connectionTimeout: Math.min(CONNECT_TIMEOUT_MS, opts.requestTimeoutMs ?? CONNECT_TIMEOUT_MS),
+        requestTimeout: opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+        throwOnRequestTimeout: true, // (the SDK only warns otherwise)
+      },
     });
   }
 
