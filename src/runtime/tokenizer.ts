@@ -19,6 +19,10 @@ export class LlamaTokenizer {
   private readonly tk: Tokenizer;
   readonly bosTokenId: number | undefined;
   readonly eosTokenId: number | undefined;
+  /** the model's <unk> (tokenizer.json model.unk_token), if it has one */
+  readonly unkTokenId: number | undefined;
+  /** ids 0 .. vocabularySize − 1 (the added tokens included) */
+  readonly vocabularySize: number;
   private readonly byteTokens: Uint8Array;
 
   constructor(tokenizerJson: object, tokenizerConfig: object = {}) {
@@ -33,6 +37,9 @@ export class LlamaTokenizer {
     const vocab = this.tk.get_vocab(true);
     let n = 0;
     for (const id of vocab.values()) n = Math.max(n, id + 1);
+    this.vocabularySize = n;
+    const unk = (tokenizerJson as { model?: { unk_token?: unknown } }).model?.unk_token;
+    this.unkTokenId = typeof unk === 'string' ? this.tk.token_to_id(unk) ?? undefined : undefined;
     this.byteTokens = new Uint8Array(n);
     for (const [tok, id] of vocab) if (BYTE_TOKEN.test(tok)) this.byteTokens[id] = 1;
   }
