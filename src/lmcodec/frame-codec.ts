@@ -18,7 +18,7 @@ import { At1Error } from '../errors.js';
 import type { LlamaModel } from '../runtime/model.js';
 import { ByteModel, END } from './byte-model.js';
 import { IncrementalLogits, segmentLogits, segmentsOf } from './lm-context.js';
-import { FREQ_TOTAL, TokenPredictor } from './predictor.js';
+import { ESCAPE_SLOTS, FREQ_TOTAL, TokenPredictor } from './predictor.js';
 import { TokenBytes, tokenizeFrame, type VocabularyView } from './tokenize-bytes.js';
 
 export const MODE_TOKENS = 0;
@@ -87,7 +87,8 @@ export async function encodeFrame(bytes: Uint8Array, o: FrameCoderOptions): Prom
   }
   const { ids, escapes } = tokenized;
   const V = o.model.config.vocabSize;
-  const pred = new TokenPredictor(V);
+  const pred = new TokenPredictor(V, o.vocab.unkId);
+  const dict = new EscapeDictionary(V);
   let e = 0;
   let p2 = 0;
   let p1 = 0;
@@ -104,16 +105,23 @@ export async function encodeFrame(bytes: Uint8Array, o: FrameCoderOptions): Prom
     o.signal?.throwIfAborted();
     const logits = await segmentLogits(o.model, o.bos, ids, seg);
     for (let i = seg.a; i < seg.b; i++) {
-      const x = ids[i]!;
+      const id = ids[i]!;
       const f = pred.predict(logits.subarray((i - seg.a) * V, (i - seg.a + 1) * V));
-      enc.encode(cumOf(f, x), f[x]!, FREQ_TOTAL);
-      pred.update(x);
-      if (x === o.vocab.unkId) {
+      if (id === o.vocab.unkId) {
         const esc = escapes[e++]!;
-        bm.setContext(p2, p1);
-        bm.encodeRun(enc, esc);
+        const x = dict.symbolOf(esc) ?? id;
+        enc.encode(cumOf(f, x), f[x]!, FREQ_TOTAL);
+        if (x === id) {
+          bm.setContext(p2, p1);
+          bm.encodeRun(enc, esc);
+        }
+        pred.update(x, x === id && dict.admit(esc));
         last2(esc);
-      } else last2(o.spell.of(x, i === 0));
+      } else {
+        enc.encode(cumOf(f, id), f[id]!, FREQ_TOTAL);
+        pred.update(id);
+        last2(o.spell.of(id, i === 0));
+      }
     }
     o.onProgress?.(seg.b, ids.length);
   }
@@ -145,7 +153,8 @@ export async function decodeFrame(payload: Uint8Array, rawLength: number, o: Fra
   }
   if (mode !== MODE_TOKENS) throw new At1Error('E_CORRUPT', `frame payload has unknown mode ${mode}`);
   const V = o.model.config.vocabSize;
-  const pred = new TokenPredictor(V);
+  const pred = new TokenPredictor(V, o.vocab.unkId);
+  const dict = new EscapeDictionary(V);
   const lm = new IncrementalLogits(o.model, o.bos);
   const ids: number[] = [];
   let n = 0;
@@ -173,21 +182,58 @@ export async function decodeFrame(payload: Uint8Array, rawLength: number, o: Fra
       let x = 0;
       while (cum + f[x]! <= target) cum += f[x++]!;
       dec.consume(cum, f[x]!);
-      pred.update(x);
-      ids.push(x);
-      if (x === o.vocab.unkId) {
+      let id = x;
+      if (x >= V) {
+        const esc = dict.entry(x);
+        if (!esc) throw new At1Error('E_CORRUPT', `decoded escape symbol ${x} is not in the dictionary`);
+        pred.update(x);
+        put(esc);
+        id = o.vocab.unkId;
+      } else if (x === o.vocab.unkId) {
         bm.setContext(p2, p1);
         const esc = bm.decodeRun(dec, Math.min(MAX_ESCAPE, rawLength - n));
-        if (!esc) throw new At1Error('E_CORRUPT', 'an escape runs past the frame');
+        if (!esc || esc.length === 0) throw new At1Error('E_CORRUPT', 'an escape is empty or runs past the frame');
+        pred.update(x, dict.admit(esc));
         put(esc);
       } else {
         if (!o.spell.spells(x)) throw new At1Error('E_CORRUPT', `decoded token ${x} has no spelling`);
+        pred.update(x);
         put(o.spell.of(x, i === 0));
       }
-      if (i + 1 < seg.b) logits = await lm.next(x);
+      ids.push(id);
+      if (i + 1 < seg.b) logits = await lm.next(id);
     }
     o.onProgress?.(seg.b, count);
   }
   if (n !== rawLength) throw new At1Error('E_CORRUPT', `frame decodes to ${n} bytes, the archive says ${rawLength}`);
   return out;
+}
+
+/** The frame's distinct escape strings, as symbols vocab + k (at most ESCAPE_SLOTS). */
+class EscapeDictionary {
+  private readonly index = new Map<string, number>();
+  private readonly entries: Uint8Array[] = [];
+
+  constructor(private readonly vocab: number) {}
+
+  private static key(b: Uint8Array): string {
+    return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+  }
+
+  symbolOf(esc: Uint8Array): number | undefined {
+    const k = this.index.get(EscapeDictionary.key(esc));
+    return k === undefined ? undefined : this.vocab + k;
+  }
+
+  entry(symbol: number): Uint8Array | undefined {
+    return this.entries[symbol - this.vocab];
+  }
+
+  /** Enters a new escape while slots remain; true when it was entered. */
+  admit(esc: Uint8Array): boolean {
+    if (this.entries.length >= ESCAPE_SLOTS) return false;
+    this.index.set(EscapeDictionary.key(esc), this.entries.length);
+    this.entries.push(esc.slice());
+    return true;
+  }
 }

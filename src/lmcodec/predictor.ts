@@ -65,8 +65,25 @@ function hashCtx(h: number, t: number): number {
   return (Math.imul(h ^ t, 0x9e3779b1) + 0x7f4a7c15) | 0;
 }
 
+/**
+ * Escapes get symbols of their own: the coding alphabet is the vocabulary
+ * followed by up to ESCAPE_SLOTS dictionary entries, one per distinct escape
+ * string seen in the frame (symbol V + k), so the context and match experts
+ * learn that "if" is followed by the escape "(" and not "{". The LM's
+ * probability of <unk> is shared among the entries by their counts, the
+ * <unk> symbol itself meaning "an escape not in the dictionary yet".
+ */
+export const ESCAPE_SLOTS = 1024;
+
 export class TokenPredictor {
+  /** the coding alphabet: vocabulary + escape slots */
+  readonly symbols: number;
   private readonly V: number;
+  private readonly vocab: number;
+  private readonly unk: number;
+  private readonly escCounts = new Float64Array(ESCAPE_SLOTS);
+  private escTotal = 0;
+  private escEntries = 0;
   private readonly lm: Float64Array;
   private readonly p: Float64Array;
   private readonly freq: Uint32Array;
@@ -90,12 +107,14 @@ export class TokenPredictor {
   private set = 0;
   private best = 0;
 
-  constructor(vocabSize: number) {
-    this.V = vocabSize;
-    this.lm = new Float64Array(vocabSize);
-    this.p = new Float64Array(vocabSize);
-    this.freq = new Uint32Array(vocabSize);
-    this.order0 = new Uint32Array(vocabSize);
+  constructor(vocabSize: number, unkId: number) {
+    this.vocab = vocabSize;
+    this.unk = unkId;
+    this.V = this.symbols = unkId >= 0 ? vocabSize + ESCAPE_SLOTS : vocabSize;
+    this.lm = new Float64Array(this.V);
+    this.p = new Float64Array(this.V);
+    this.freq = new Uint32Array(this.V);
+    this.order0 = new Uint32Array(this.V);
     for (let k = 0; k < ORDERS; k++) this.ctx.push(new Map());
     this.matchHits = new Float64Array(MATCH_MAX + 1);
     this.matchSeen = new Float64Array(MATCH_MAX + 1);
@@ -124,16 +143,24 @@ export class TokenPredictor {
     const V = this.V;
     const lm = this.lm;
     // LM softmax in float64
+    const nv = this.vocab;
     let max = -Infinity;
-    for (let i = 0; i < V; i++) if (logits[i]! > max) max = logits[i]!;
+    for (let i = 0; i < nv; i++) if (logits[i]! > max) max = logits[i]!;
     let sum = 0;
-    for (let i = 0; i < V; i++) {
+    for (let i = 0; i < nv; i++) {
       const e = detExp(logits[i]! - max);
       lm[i] = e;
       sum += e;
     }
     const inv = 1 / sum;
-    for (let i = 0; i < V; i++) lm[i] = lm[i]! * inv;
+    for (let i = 0; i < nv; i++) lm[i] = lm[i]! * inv;
+    if (this.unk >= 0) {
+      // <unk>'s share among the known escapes and a new one
+      const pu = lm[this.unk]!;
+      const denom = this.escTotal + this.escEntries + 1;
+      for (let k = 0; k < this.escEntries; k++) lm[nv + k] = (pu * this.escCounts[k]!) / denom;
+      lm[this.unk] = (pu * (this.escEntries + 1)) / denom;
+    }
 
     // the counting experts: their sparse part and escape share
     this.active = [undefined, undefined];
@@ -207,8 +234,18 @@ export class TokenPredictor {
     return f;
   }
 
-  /** Learns from the token just coded. */
-  update(x: number): void {
+  /**
+   * Learns from the symbol just coded. `newEscape`: x is <unk> and its escape string was
+   * entered in the dictionary (as symbol vocab + entries, while slots remain).
+   */
+  update(x: number, newEscape = false): void {
+    if (x >= this.vocab) {
+      this.escCounts[x - this.vocab] = this.escCounts[x - this.vocab]! + 1;
+      this.escTotal++;
+    } else if (newEscape) {
+      this.escCounts[this.escEntries++] = 1;
+      this.escTotal++;
+    }
     const V = this.V;
     // each expert's probability of x, then the weight step
     const pk = new Float64Array(EXPERTS);
