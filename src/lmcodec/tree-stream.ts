@@ -205,6 +205,36 @@ interface Filling {
   entry: TreeEntry;
   fh: FileHandle | undefined;
   left: number;
+  /** Small pieces are gathered here and written in one call: a stream cut into tiny chunks must not cost a system call each. */
+  buf: Uint8Array;
+  bufLen: number;
+}
+
+async function writeAll(f: Filling, data: Uint8Array, shownAs: string): Promise<void> {
+  try {
+    let w = 0;
+    while (w < data.length) w += (await f.fh!.write(data, w, data.length - w)).bytesWritten;
+  } catch (err) {
+    throw fsError(err, 'write', shownAs);
+  }
+}
+
+async function fillFile(f: Filling, piece: Uint8Array, shownAs: string): Promise<void> {
+  if (f.bufLen === 0 && piece.length >= f.buf.length) return writeAll(f, piece, shownAs);
+  let off = 0;
+  while (off < piece.length) {
+    const n = Math.min(piece.length - off, f.buf.length - f.bufLen);
+    f.buf.set(piece.subarray(off, off + n), f.bufLen);
+    f.bufLen += n;
+    off += n;
+    if (f.bufLen === f.buf.length) await flushFile(f, shownAs);
+  }
+}
+
+async function flushFile(f: Filling, shownAs: string): Promise<void> {
+  const n = f.bufLen;
+  f.bufLen = 0;
+  if (n > 0) await writeAll(f, f.buf.subarray(0, n), shownAs);
 }
 
 /**
@@ -306,7 +336,7 @@ async function unpackInto(
     } catch (err) {
       throw fsError(err, 'create the file', abs);
     }
-    filling = { entry: e, fh, left: e.size };
+    filling = { entry: e, fh, left: e.size, buf: new Uint8Array(Math.min(e.size, PIECE_BYTES)), bufLen: 0 };
     track(filling);
     result.files++;
     if (e.size === 0) await endFile();
@@ -316,6 +346,7 @@ async function unpackInto(
     const f = filling!;
     const abs = join(temp, ...f.entry.path.split('/'));
     try {
+      await flushFile(f, abs);
       await f.fh!.chmod(f.entry.mode);
       await f.fh!.sync();
       await f.fh!.close();
@@ -333,13 +364,7 @@ async function unpackInto(
     while (data.length > 0) {
       if (filling) {
         const n = Math.min(filling.left, data.length);
-        const piece = data.subarray(0, n);
-        try {
-          let w = 0;
-          while (w < n) w += (await filling.fh!.write(piece, w, n - w)).bytesWritten;
-        } catch (err) {
-          throw fsError(err, 'write', join(temp, filling.entry.path));
-        }
+        await fillFile(filling, data.subarray(0, n), join(temp, ...filling.entry.path.split('/')));
         filling.left -= n;
         result.bytes += n;
         offset += n;
