@@ -477,9 +477,11 @@ async function main(): Promise<void> {
       const own = v.type !== 'F32' && f32 && JSON.stringify(f32.a.scoreIds) === JSON.stringify(a.scoreIds) ? maxAbsDiff(f32.aLp, aLp) : undefined;
       const tol = TOLERANCE[v.type];
       const within = Math.max(c.maxPrompt, c.maxSteps) <= tol;
-      allWithin &&= within && c.agree === N;
       const dv = c.divergence;
-      const diff = dv ? `step ${dv.step}: top-two gap at1 ${exp(dv.at1Gap)}, llama.cpp ${exp(dv.llamaGap)} nats` : 'none';
+      // greedy paths may part only at a near-tie: where at1's two best tokens are closer than the tolerance
+      const tie = dv !== undefined && dv.at1Gap <= tol;
+      allWithin &&= within && (c.agree === N || tie);
+      const diff = dv ? `step ${dv.step}: top-two gap at1 ${exp(dv.at1Gap)}, llama.cpp ${exp(dv.llamaGap)} nats${tie ? ' (a tie within the tolerance)' : ' (NOT a tie)'}` : 'none';
       out.push(
         `| ${v.model} ${v.type} (${v.source}) | ${c.agree} of ${N} | ${diff} | ${exp(c.maxPrompt)} | ${exp(c.maxSteps)} | ${own === undefined ? '–' : exp(own)} | ` +
           `${exp(tol)} | ${within ? 'yes' : 'NO'} | ${c.argmaxEqual} of ${c.positions} |`,
