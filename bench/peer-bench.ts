@@ -22,8 +22,9 @@
  * (median); then the log-probabilities of every prompt position and every generated token, on
  * at1's greedy ids. Logits are compared as log-softmax: node-llama-cpp hands back the softmax of
  * the raw logits, not the logits, and log p = logit − logsumexp is the logits less one constant
- * per position. Exit 1 when a difference is over its tolerance or the greedy paths part other
- * than at a near-tie.
+ * per position. A negative control runs the first F32 model converted without the rotary Q/K
+ * permutation, which the comparison must catch. Exit 1 when a difference is over its tolerance,
+ * the greedy paths part other than at a near-tie, or the control is not caught.
  *
  * Where at1 stands and why (measured figures in README, "Running a model from the registry"):
  * - Numbers: in F32 the two agree on every greedy token and to ~2e-5 nats; with F16/BF16 weights
@@ -473,6 +474,25 @@ async function main(): Promise<void> {
       rows.push({ v, a, l, c: compare(a, l, aLp, lLp, P, V), aLp });
     }
 
+    let allWithin = true;
+    // negative control: the first F32 model converted without the rotary Q/K permutation must be caught
+    let control: string | undefined;
+    const first = rows.find((r) => r.v.type === 'F32');
+    if (first) {
+      process.stderr.write(`  ${first.v.version}: llama.cpp on a GGUF without the Q/K permutation (negative control) …\n`);
+      const wrong = join(tmp, `${first.v.version}-unpermuted.gguf`);
+      await convertToGguf(first.v.safetensors, first.v.modelDir, wrong, 'F32', { ropePermute: false });
+      const wOut = join(tmp, 'out', 'control.f64');
+      const w = runChild({ prompt, tokens: N, threads, contextSize, reps: 1, text: PROMPT_TEXT, llamaKv: llamaKv as 'F32' | 'F16', model: { kind: 'llama.cpp', gguf: wrong }, scoreIds: first.a.scoreIds, logprobsOut: wOut });
+      const V = first.aLp.length / first.a.scoreIds.length;
+      const c = compare(first.a, w, first.aLp, new Float64Array(new Uint8Array(readFileSync(wOut)).buffer), P, V);
+      const caught = Math.max(c.maxPrompt, c.maxSteps) > TOLERANCE.F32;
+      allWithin &&= caught;
+      control =
+        `Negative control: ${first.v.model} F32 converted without the rotary Q/K row permutation gives max abs Δ log p ${exp(Math.max(c.maxPrompt, c.maxSteps))}, ` +
+        `${c.agree} of ${N} greedy tokens equal, the same argmax at ${c.argmaxEqual} of ${c.positions} positions: ${caught ? 'caught' : 'NOT caught'} by the comparison.`;
+    }
+
     const out: string[] = [];
     out.push(`## at1 vs llama.cpp: prompt ${P} token ids, ${N} greedy tokens, ${threads} thread(s), node ${process.version}`);
     out.push('');
@@ -480,7 +500,6 @@ async function main(): Promise<void> {
     out.push('');
     out.push('| weights | greedy tokens equal | first difference | max abs Δ log p, prompt | max abs Δ log p, generation | at1 F32 → this type | tolerance | within | same argmax |');
     out.push('|---|---|---|---|---|---|---|---|---|');
-    let allWithin = true;
     for (const { v, a, c, aLp } of rows) {
       const f32 = rows.find((r) => r.v.model === v.model && r.v.type === 'F32');
       const own = v.type !== 'F32' && f32 && JSON.stringify(f32.a.scoreIds) === JSON.stringify(a.scoreIds) ? maxAbsDiff(f32.aLp, aLp) : undefined;
@@ -522,6 +541,7 @@ async function main(): Promise<void> {
         `Peak RSS: VmHWM of each runtime's own child process after load, prompt passes and generation (before the scoring pass, whose outputs node-llama-cpp hands back as one JS Map per position); ` +
         `node + tsx are included in both (idle, nothing loaded: at1 ${fmtMB(idleAt1.peakRssBytes)} with the registry open, llama.cpp ${fmtMB(idleLlama.peakRssBytes)} with its addon loaded); llama.cpp maps the GGUF.`,
     );
+    if (control) out.push(control);
     process.stdout.write(out.join('\n') + '\n');
     if (!allWithin) process.exitCode = 1;
     if (values.keep) process.stderr.write(`kept ${tmp}\n`);

@@ -212,8 +212,17 @@ export interface ConvertResult {
   tensors: number;
 }
 
+export interface ConvertOptions {
+  /**
+   * false leaves q_proj/k_proj in Hugging Face's row order: a wrong GGUF, which the peer bench
+   * runs as a negative control to show its comparison catches the mistake.
+   */
+  ropePermute?: boolean;
+}
+
 /** Converts weights (a .safetensors file) with the config and tokenizer of modelDir into a GGUF of `type`. */
-export async function convertToGguf(weightsPath: string, modelDir: string, outPath: string, type: GgufFileType): Promise<ConvertResult> {
+export async function convertToGguf(weightsPath: string, modelDir: string, outPath: string, type: GgufFileType, opts: ConvertOptions = {}): Promise<ConvertResult> {
+  const permute = opts.ropePermute ?? true;
   const rawConfig = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
   const c = parseLlamaConfig(rawConfig);
   const src = await SafetensorsFileWeightSource.open(weightsPath);
@@ -230,7 +239,7 @@ export async function convertToGguf(weightsPath: string, modelDir: string, outPa
     const matrix = async (hf: string, gguf: string, ropeHeads?: number): Promise<void> => {
       const { info, bytes } = await read(hf);
       let data = convertDtype(info.dtype, type, bytes, hf);
-      if (ropeHeads !== undefined) data = permuteRope(data, ropeHeads, info.shape[0]!, (data.byteLength / info.shape[0]!) | 0);
+      if (ropeHeads !== undefined && permute) data = permuteRope(data, ropeHeads, info.shape[0]!, (data.byteLength / info.shape[0]!) | 0);
       tensors.push({ name: gguf, shape: info.shape, type, data });
     };
     const vector = async (hf: string, gguf: string): Promise<void> => {
