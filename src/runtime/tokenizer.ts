@@ -24,6 +24,13 @@ export class LlamaTokenizer {
   /** ids 0 .. vocabularySize − 1 (the added tokens included) */
   readonly vocabularySize: number;
   private readonly byteTokens: Uint8Array;
+  /**
+   * transformers' clean_up_tokenization_spaces (drops the space before . , ! ? and in " n't", " 'm" …):
+   * only when tokenizer_config.json asks for it. @huggingface/tokenizers applies it when the key is
+   * absent, as transformers did before 4.45; the Rust core never does, and it changes text
+   * (`a != b` decodes to `a!= b`), so decode would not give back what was encoded.
+   */
+  private readonly cleanUpSpaces: boolean;
 
   constructor(tokenizerJson: object, tokenizerConfig: object = {}) {
     try {
@@ -31,7 +38,8 @@ export class LlamaTokenizer {
     } catch (e) {
       throw new At1Error('E_UNSUPPORTED', `tokenizer.json cannot be loaded: ${(e as Error).message}`);
     }
-    const cfg = tokenizerConfig as { bos_token?: unknown; eos_token?: unknown };
+    const cfg = tokenizerConfig as { bos_token?: unknown; eos_token?: unknown; clean_up_tokenization_spaces?: unknown };
+    this.cleanUpSpaces = cfg.clean_up_tokenization_spaces === true;
     this.bosTokenId = this.specialId(cfg.bos_token);
     this.eosTokenId = this.specialId(cfg.eos_token);
     const vocab = this.tk.get_vocab(true);
@@ -69,7 +77,7 @@ export class LlamaTokenizer {
   /** Text of token ids; [] is '' (the library throws on an empty list). */
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
     if (ids.length === 0) return '';
-    return this.tk.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false });
+    return this.tk.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: this.cleanUpSpaces });
   }
 
   /** True for a byte-fallback token (<0xNN>), which may need the next ones to make a character. */
