@@ -73,3 +73,16 @@ export {
   type MemoryPlan,
   type ModelStats,
 } from './runtime/index.js';
+
+// The LM-codec archival tier (src/lmcodec): text compressed by a model from the registry.
+export { compressToArchive, decompressArchive, verifyArchive, DEFAULT_FRAME_SIZE, type ArchiveProgress, type CompressOptions, type CompressResult, type DecompressOptions, type DecompressResult } from './lmcodec/archive.js';
+export { benchArchive, type BenchRow, type BenchOptions } from './lmcodec/bench.js';
+export { openCoder, CODEC as LM_CODEC, type Coder, type CoderOptions } from './lmcodec/coder.js';
+export { encodeFrame, decodeFrame, type EncodedFrame, type FrameCoderOptions } from './lmcodec/frame-codec.js';
+export { TokenPredictor, FREQ_TOTAL } from './lmcodec/predictor.js';
+export { segmentsOf, segmentLogits, IncrementalLogits, type Segment } from './lmcodec/lm-context.js';
+export { TokenBytes, tokenizeFrame, reconstruct, type VocabularyView, type TokenizedFrame } from './lmcodec/tokenize-bytes.js';
+export { ArchiveReader, ArchiveWriter, readArchiveBytes, writeArchiveBytes, type ArchiveTrailer, type ArchiveFrame, type ArchiveModel } from './lmcodec/container.js';
+export { treeStreamPlan, treeStream, unpackTree, type TreeEntry, type TreePlan } from './lmcodec/tree-stream.js';
+export { ArithmeticEncoder, ArithmeticDecoder, MAX_TOTAL as ARITHMETIC_MAX_TOTAL } from './codec/entropy/arithmetic.js';
+export { detExp, detLog, detPow, detSinCos } from './kernels/det-math.js';

@@ -30,11 +30,20 @@ function withHighWord(x: number, hi: number): number {
   return view.getFloat64(0);
 }
 
+/** 2^k for k in [−1022, 1023], built once from the exponent bits (exact). */
+const POW2 = (() => {
+  const t = new Float64Array(2046);
+  for (let k = -1022; k <= 1023; k++) {
+    view.setInt32(0, (k + 1023) << 20);
+    view.setInt32(4, 0);
+    t[k + 1022] = view.getFloat64(0);
+  }
+  return t;
+})();
+
 /** 2^k exactly, for an integer k in [−1022, 1023]. */
 function pow2(k: number): number {
-  view.setInt32(0, (k + 1023) << 20);
-  view.setInt32(4, 0);
-  return view.getFloat64(0);
+  return POW2[k + 1022]!;
 }
 
 // ---------------------------------------------------------------- exp

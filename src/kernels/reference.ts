@@ -287,12 +287,29 @@ export function attention(a: AttentionArgs): void {
   const kvDim = nKvHeads * headDim;
   const qDim = nHeads * headDim;
   const scale = 1 / Math.sqrt(headDim);
+  const hd4 = headDim - (headDim & 3);
   for (let t = 0; t < T; t++) {
     const n = pos0 + t + 1;
     for (let h = 0; h < nHeads; h++) {
       const qOff = t * qDim + h * headDim;
       const kvOff = Math.floor(h / group) * headDim;
-      for (let j = 0; j < n; j++) scores[j] = dot(q, qOff, kCache, j * kvDim + kvOff, headDim) * scale;
+      for (let j = 0; j < n; j++) {
+        // dot(q, kCache) inlined (the same 4-lane float64 order, so the same bits): this loop is the hot spot of long contexts
+        const kOff = j * kvDim + kvOff;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let d = 0;
+        for (; d < hd4; d += 4) {
+          s0 += q[qOff + d]! * kCache[kOff + d]!;
+          s1 += q[qOff + d + 1]! * kCache[kOff + d + 1]!;
+          s2 += q[qOff + d + 2]! * kCache[kOff + d + 2]!;
+          s3 += q[qOff + d + 3]! * kCache[kOff + d + 3]!;
+        }
+        for (; d < headDim; d++) s0 += q[qOff + d]! * kCache[kOff + d]!;
+        scores[j] = (s0 + s1 + (s2 + s3)) * scale;
+      }
       softmax64(scores, 0, n);
       acc.fill(0, 0, headDim);
       for (let j = 0; j < n; j++) {

@@ -62,7 +62,7 @@ export interface ArchiveFrame {
 export interface ArchiveModel {
   /** The registry version name the archive was coded with. */
   version: string;
-  manifestSha256: string;
+  weightsSha256: string;
   tokenizerSha256: string;
   configSha256: string;
 }
@@ -156,7 +156,7 @@ export function serializeTrailer(t: ArchiveTrailer): Uint8Array {
     format: t.format,
     codec: t.codec,
     codecParams: params,
-    model: { version: t.model.version, manifestSha256: t.model.manifestSha256, tokenizerSha256: t.model.tokenizerSha256, configSha256: t.model.configSha256 },
+    model: { version: t.model.version, weightsSha256: t.model.weightsSha256, tokenizerSha256: t.model.tokenizerSha256, configSha256: t.model.configSha256 },
     input: { kind: t.input.kind, length: t.input.length, sha256: t.input.sha256 },
     frameSize: t.frameSize,
     frames: t.frames.map((f) => ({
@@ -252,8 +252,8 @@ export function parseTrailer(bytes: Uint8Array, fileSize: number, trailerStart: 
     else fail(`trailer.codecParams.${k} is ${v instanceof JsonNumber ? v.raw : describeJson(v)}, not a boolean, a string or a number as JSON.stringify writes it`);
   }
 
-  const m = Fields.of(top.raw('model'), 'trailer.model', ['version', 'manifestSha256', 'tokenizerSha256', 'configSha256'], fail);
-  const model: ArchiveModel = { version: m.string('version'), manifestSha256: m.sha('manifestSha256'), tokenizerSha256: m.sha('tokenizerSha256'), configSha256: m.sha('configSha256') };
+  const m = Fields.of(top.raw('model'), 'trailer.model', ['version', 'weightsSha256', 'tokenizerSha256', 'configSha256'], fail);
+  const model: ArchiveModel = { version: m.string('version'), weightsSha256: m.sha('weightsSha256'), tokenizerSha256: m.sha('tokenizerSha256'), configSha256: m.sha('configSha256') };
 
   const i = Fields.of(top.raw('input'), 'trailer.input', ['kind', 'length', 'sha256'], fail);
   const input = { kind: i.string('kind', (s) => s === 'bytes' || s === 'tree', '"bytes" or "tree"') as 'bytes' | 'tree', length: i.int('length'), sha256: i.sha('sha256') };

@@ -32,6 +32,8 @@ export interface FrameCoderOptions {
   vocab: VocabularyView;
   spell: TokenBytes;
   bos: number;
+  /** positions of the model's context the coder uses (default and at most: max_position_embeddings) */
+  context?: number;
   /** context tokens fed again at each new segment (default: a quarter of the context) */
   reuse?: number;
   /** called with the number of tokens (or bytes) coded so far in this frame */
@@ -44,14 +46,16 @@ export interface EncodedFrame {
   mode: number;
   /** tokens coded (mode 0) or 0 */
   tokens: number;
-}
-
-function reuseOf(o: FrameCoderOptions): number {
-  return o.reuse ?? Math.max(1, Math.floor(o.model.config.maxPositionEmbeddings / 4));
+  /** where the bits went (ideal code lengths): vocabulary tokens, escape symbols, escape bytes (and bytes of mode 1) */
+  bits: { tokens: number; escapes: number; escapeBytes: number; escapeCount: number };
 }
 
 function maxSeqOf(o: FrameCoderOptions): number {
-  return o.model.config.maxPositionEmbeddings;
+  return Math.min(o.context ?? o.model.config.maxPositionEmbeddings, o.model.config.maxPositionEmbeddings);
+}
+
+function reuseOf(o: FrameCoderOptions): number {
+  return o.reuse ?? Math.max(1, Math.floor(maxSeqOf(o) / 4));
 }
 
 function header(mode: number, count: number, body: Uint8Array): Uint8Array {
@@ -83,12 +87,14 @@ export async function encodeFrame(bytes: Uint8Array, o: FrameCoderOptions): Prom
       p1 = bytes[i]!;
       if ((i & 0xffff) === 0) o.signal?.throwIfAborted();
     }
-    return { payload: header(MODE_BYTES, bytes.length, enc.finish()), mode: MODE_BYTES, tokens: 0 };
+    return { payload: header(MODE_BYTES, bytes.length, enc.finish()), mode: MODE_BYTES, tokens: 0, bits: { tokens: 0, escapes: 0, escapeBytes: bytes.length * 8, escapeCount: 0 } };
   }
   const { ids, escapes } = tokenized;
   const V = o.model.config.vocabSize;
   const pred = new TokenPredictor(V, o.vocab.unkId);
   const dict = new EscapeDictionary(V);
+  const bits = { tokens: 0, escapes: 0, escapeBytes: 0, escapeCount: 0 };
+  const cost = (f: number): number => Math.log2(FREQ_TOTAL / f);
   let e = 0;
   let p2 = 0;
   let p1 = 0;
@@ -111,21 +117,26 @@ export async function encodeFrame(bytes: Uint8Array, o: FrameCoderOptions): Prom
         const esc = escapes[e++]!;
         const x = dict.symbolOf(esc) ?? id;
         enc.encode(cumOf(f, x), f[x]!, FREQ_TOTAL);
+        bits.escapes += cost(f[x]!);
+        bits.escapeCount++;
         if (x === id) {
           bm.setContext(p2, p1);
+          const before = enc.bytesOut;
           bm.encodeRun(enc, esc);
+          bits.escapeBytes += (enc.bytesOut - before) * 8;
         }
         pred.update(x, x === id && dict.admit(esc));
         last2(esc);
       } else {
         enc.encode(cumOf(f, id), f[id]!, FREQ_TOTAL);
+        bits.tokens += cost(f[id]!);
         pred.update(id);
         last2(o.spell.of(id, i === 0));
       }
     }
     o.onProgress?.(seg.b, ids.length);
   }
-  return { payload: header(MODE_TOKENS, ids.length, enc.finish()), mode: MODE_TOKENS, tokens: ids.length };
+  return { payload: header(MODE_TOKENS, ids.length, enc.finish()), mode: MODE_TOKENS, tokens: ids.length, bits };
 }
 
 /** Decodes a payload; `rawLength` (from the archive) bounds what it may produce. */

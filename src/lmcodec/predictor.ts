@@ -3,16 +3,16 @@
  * learned online from the frame being coded, turned into integer
  * frequencies for the arithmetic coder.
  *
- * Experts (each a full distribution over the vocabulary):
+ * Experts (each a full distribution over the coding alphabet):
  *  0  the LM: softmax of its logits (det-math exp, float64, fixed order);
- *  1  order-0: token counts in this frame so far;
- *  2–4 orders 1–3: counts of the token after the last 1, 2, 3 tokens;
- *  5  match: the token that followed the longest earlier occurrence of the
- *     current context, with a confidence learned per match length.
- * A counting expert spreads its escape share (PPM method C: as many escapes
- * as distinct tokens seen) over the LM's distribution, so every expert is
- * "the LM, sharpened by what this text has shown", and mixing costs one
- * dense pass plus the few tokens the counts name.
+ *  1  order-0: token counts in this frame so far, escaping to the LM;
+ *  2–5 orders 1–4: counts of the token after the last 1–4 tokens, each
+ *     escaping to the expert one order below (a PPM cascade: method C, as
+ *     many escapes as distinct tokens seen), so the chain always ends in
+ *     the LM and no token is impossible;
+ *  6  match: the token that followed the longest earlier occurrence of the
+ *     current context, with a confidence learned per match length, the
+ *     rest of its mass on the order-4 cascade.
  *
  * Mixing: p = Σ w_k p_k, with weights chosen by a small context (match
  * length bucket × how much the order-2 context has been seen) and updated
@@ -28,14 +28,23 @@
 import { detExp } from '../kernels/det-math.js';
 
 export const FREQ_TOTAL = 1 << 24;
-const EXPERTS = 6;
-const ORDERS = 3;
+const ORDERS = 4;
+const EXPERTS = ORDERS + 3;
 const MATCH_MIN = 3;
 const MATCH_MAX = 64;
 const ETA = 0.05;
 const WEIGHT_FLOOR = 1e-4;
 const COUNT_LIMIT = 1 << 20;
 const SPARSE_CAP = 96; // tokens remembered per context (the least frequent are dropped)
+const SEE_BUCKETS = (ORDERS + 1) * 8 * 8;
+const SEE_PRIOR = 2; // weight of the method-C estimate in a fresh bucket
+
+function seeBucket(order: number, distinct: number, total: number): number {
+  const d = distinct > 7 ? 7 : distinct;
+  let t = 0;
+  for (let v = total; v > 1 && t < 7; v >>= 1) t++;
+  return (order * 8 + d) * 8 + t;
+}
 
 /** Tokens seen after one context, with counts. */
 class Counts {
@@ -78,16 +87,16 @@ export const ESCAPE_SLOTS = 1024;
 export class TokenPredictor {
   /** the coding alphabet: vocabulary + escape slots */
   readonly symbols: number;
-  private readonly V: number;
   private readonly vocab: number;
   private readonly unk: number;
   private readonly escCounts = new Float64Array(ESCAPE_SLOTS);
   private escTotal = 0;
   private escEntries = 0;
-  private readonly lm: Float64Array;
+  /** each expert's distribution for the current step: q[0] the LM, q[1] order 0, … */
+  private readonly q: Float64Array[] = [];
   private readonly p: Float64Array;
   private readonly freq: Uint32Array;
-  private readonly order0: Uint32Array;
+  private readonly order0: Float64Array;
   private order0Total = 0;
   private order0Distinct = 0;
   private readonly ctx: Map<number, Counts>[] = [];
@@ -98,10 +107,12 @@ export class TokenPredictor {
   private readonly matchHits: Float64Array;
   private readonly matchSeen: Float64Array;
   private readonly weights: Float64Array;
-  // per step: what each expert gave the coded token, and the mixing set used
-  private readonly sparseScale = new Float64Array(EXPERTS);
-  private readonly escShare = new Float64Array(EXPERTS);
-  private active: (Counts | undefined)[] = [];
+  /** secondary escape estimation (PPMd's SEE): per (order, distinct, total) bucket, how often a context met a new token */
+  private readonly seeNovel = new Float64Array(SEE_BUCKETS);
+  private readonly seeSeen = new Float64Array(SEE_BUCKETS);
+  /** per order, this step: the bucket used (−1: the context was unseen) and whether x was new there */
+  private readonly stepBucket = new Int32Array(ORDERS + 1);
+  private readonly stepCtx: (Counts | undefined)[] = [];
   private matchToken = -1;
   private matchConf = 0;
   private set = 0;
@@ -110,19 +121,20 @@ export class TokenPredictor {
   constructor(vocabSize: number, unkId: number) {
     this.vocab = vocabSize;
     this.unk = unkId;
-    this.V = this.symbols = unkId >= 0 ? vocabSize + ESCAPE_SLOTS : vocabSize;
-    this.lm = new Float64Array(this.V);
-    this.p = new Float64Array(this.V);
-    this.freq = new Uint32Array(this.V);
-    this.order0 = new Uint32Array(this.V);
+    const V = (this.symbols = unkId >= 0 ? vocabSize + ESCAPE_SLOTS : vocabSize);
+    for (let k = 0; k < EXPERTS; k++) this.q.push(new Float64Array(V));
+    this.p = new Float64Array(V);
+    this.freq = new Uint32Array(V);
+    this.order0 = new Float64Array(V);
     for (let k = 0; k < ORDERS; k++) this.ctx.push(new Map());
     this.matchHits = new Float64Array(MATCH_MAX + 1);
     this.matchSeen = new Float64Array(MATCH_MAX + 1);
-    const sets = 4 * 3;
+    const sets = 4 * 3 * 2;
     this.weights = new Float64Array(sets * EXPERTS);
+    const w0 = 0.3;
     for (let s = 0; s < sets; s++) {
-      this.weights[s * EXPERTS] = 0.5; // the LM starts trusted; the rest share the other half
-      for (let k = 1; k < EXPERTS; k++) this.weights[s * EXPERTS + k] = 0.5 / (EXPERTS - 1);
+      this.weights[s * EXPERTS] = w0; // the LM starts trusted most; the rest share what is left
+      for (let k = 1; k < EXPERTS; k++) this.weights[s * EXPERTS + k] = (1 - w0) / (EXPERTS - 1);
     }
   }
 
@@ -136,14 +148,14 @@ export class TokenPredictor {
   }
 
   /**
-   * The frequencies for the next token given the LM's logits for it (a view of V float32).
-   * Valid until the next call; follow with `update(actual)`.
+   * The frequencies for the next symbol given the LM's logits for it (a view of the vocabulary's
+   * float32 logits). Valid until the next call; follow with `update(actual)`.
    */
   predict(logits: Float32Array): Uint32Array {
-    const V = this.V;
-    const lm = this.lm;
-    // LM softmax in float64
+    const V = this.symbols;
     const nv = this.vocab;
+    const lm = this.q[0]!;
+    // LM softmax in float64
     let max = -Infinity;
     for (let i = 0; i < nv; i++) if (logits[i]! > max) max = logits[i]!;
     let sum = 0;
@@ -162,59 +174,70 @@ export class TokenPredictor {
       lm[this.unk] = (pu * (this.escEntries + 1)) / denom;
     }
 
-    // the counting experts: their sparse part and escape share
-    this.active = [undefined, undefined];
-    for (let o = 1; o <= ORDERS; o++) {
-      const h = this.ctxHash(o);
-      this.active.push(h === undefined ? undefined : this.ctx[o - 1]!.get(h));
-    }
-    // order 0
+    // order 0, escaping to the LM
     {
-      const denom = this.order0Total + Math.max(1, this.order0Distinct);
-      this.sparseScale[1] = this.order0Total === 0 ? 0 : 1 / denom;
-      this.escShare[1] = this.order0Total === 0 ? 1 : Math.max(1, this.order0Distinct) / denom;
-    }
-    for (let o = 1; o <= ORDERS; o++) {
-      const c = this.active[o + 1];
-      if (!c || c.total === 0) {
-        this.sparseScale[o + 1] = 0;
-        this.escShare[o + 1] = 1;
-      } else {
-        const denom = c.total + c.toks.length;
-        this.sparseScale[o + 1] = 1 / denom;
-        this.escShare[o + 1] = c.toks.length / denom;
+      const q1 = this.q[1]!;
+      const t = this.order0Total;
+      const d = Math.max(1, this.order0Distinct);
+      let esc = 1;
+      let sc = 0;
+      this.stepBucket[0] = -1;
+      if (t > 0) {
+        const b = (this.stepBucket[0] = seeBucket(0, d, t));
+        esc = (this.seeNovel[b]! + SEE_PRIOR * (d / (t + d))) / (this.seeSeen[b]! + SEE_PRIOR);
+        sc = (1 - esc) / t;
       }
-    }
-    // match expert
-    this.matchToken = this.matchLen > 0 ? this.history[this.matchPtr]! : -1;
-    const lenB = Math.min(this.matchLen, MATCH_MAX);
-    this.matchConf = this.matchToken < 0 ? 0 : (this.matchHits[lenB]! + 0.5) / (this.matchSeen[lenB]! + 1);
-
-    // the mixing set
-    const mb = this.matchLen === 0 ? 0 : this.matchLen < 8 ? 1 : this.matchLen < 24 ? 2 : 3;
-    const c2 = this.active[3];
-    const cb = !c2 ? 0 : c2.total < 4 ? 1 : 2;
-    this.set = mb * 3 + cb;
-    const w = this.weights.subarray(this.set * EXPERTS, this.set * EXPERTS + EXPERTS);
-
-    // p = A · lm + sparse parts
-    let A = w[0]!;
-    for (let k = 1; k < 5; k++) A += w[k]! * this.escShare[k]!;
-    A += w[5]! * (1 - this.matchConf);
-    const p = this.p;
-    for (let i = 0; i < V; i++) p[i] = A * lm[i]!;
-    if (this.order0Total > 0) {
-      const s = w[1]! * this.sparseScale[1]!;
       const o0 = this.order0;
-      for (let i = 0; i < V; i++) if (o0[i] !== 0) p[i] = p[i]! + s * o0[i]!;
+      for (let i = 0; i < V; i++) q1[i] = esc * lm[i]! + sc * o0[i]!;
     }
+    // orders 1..ORDERS, each escaping to the one below
+    let seen2 = 0;
+    let seenTop = 0;
     for (let o = 1; o <= ORDERS; o++) {
-      const c = this.active[o + 1];
-      if (!c || c.total === 0) continue;
-      const s = w[o + 1]! * this.sparseScale[o + 1]!;
-      for (let j = 0; j < c.toks.length; j++) p[c.toks[j]!] = p[c.toks[j]!]! + s * c.cnts[j]!;
+      const lower = this.q[o]!;
+      const qo = this.q[o + 1]!;
+      const h = this.ctxHash(o);
+      const c = h === undefined ? undefined : this.ctx[o - 1]!.get(h);
+      this.stepCtx[o] = c;
+      this.stepBucket[o] = -1;
+      if (!c || c.total === 0) {
+        qo.set(lower);
+        continue;
+      }
+      if (o === 2) seen2 = c.total < 4 ? 1 : 2;
+      if (o === ORDERS) seenTop = 1;
+      const d = c.toks.length;
+      const b = (this.stepBucket[o] = seeBucket(o, d, c.total));
+      const esc = (this.seeNovel[b]! + SEE_PRIOR * (d / (c.total + d))) / (this.seeSeen[b]! + SEE_PRIOR);
+      for (let i = 0; i < V; i++) qo[i] = esc * lower[i]!;
+      const sc = (1 - esc) / c.total;
+      for (let j = 0; j < c.toks.length; j++) qo[c.toks[j]!] = qo[c.toks[j]!]! + sc * c.cnts[j]!;
     }
-    if (this.matchToken >= 0) p[this.matchToken] = p[this.matchToken]! + w[5]! * this.matchConf;
+    // match, on top of the highest order
+    {
+      this.matchToken = this.matchLen > 0 ? this.history[this.matchPtr]! : -1;
+      const lenB = Math.min(this.matchLen, MATCH_MAX);
+      this.matchConf = this.matchToken < 0 ? 0 : (this.matchHits[lenB]! + 0.5) / (this.matchSeen[lenB]! + 1);
+      const top = this.q[ORDERS + 1]!;
+      const qm = this.q[ORDERS + 2]!;
+      const keep = 1 - this.matchConf;
+      for (let i = 0; i < V; i++) qm[i] = keep * top[i]!;
+      if (this.matchToken >= 0) qm[this.matchToken] = qm[this.matchToken]! + this.matchConf;
+    }
+
+    // the mixing set: match length bucket × order-2 experience × whether the top order has seen this context
+    const mb = this.matchLen === 0 ? 0 : this.matchLen < 8 ? 1 : this.matchLen < 24 ? 2 : 3;
+    this.set = (mb * 3 + seen2) * 2 + seenTop;
+    const w = this.weights.subarray(this.set * EXPERTS, this.set * EXPERTS + EXPERTS);
+    const p = this.p;
+    const q0 = this.q[0]!;
+    const w0 = w[0]!;
+    for (let i = 0; i < V; i++) p[i] = w0 * q0[i]!;
+    for (let k = 1; k < EXPERTS; k++) {
+      const qk = this.q[k]!;
+      const wk = w[k]!;
+      for (let i = 0; i < V; i++) p[i] = p[i]! + wk * qk[i]!;
+    }
 
     // quantise: total exactly FREQ_TOTAL, floor 1
     let psum = 0;
@@ -239,6 +262,21 @@ export class TokenPredictor {
    * entered in the dictionary (as symbol vocab + entries, while slots remain).
    */
   update(x: number, newEscape = false): void {
+    const V = this.symbols;
+    // the weight step: each expert's probability of x against the mixture's
+    const w = this.weights.subarray(this.set * EXPERTS, this.set * EXPERTS + EXPERTS);
+    let px = 0;
+    for (let k = 0; k < EXPERTS; k++) px += w[k]! * this.q[k]![x]!;
+    if (px > 0) {
+      let ws = 0;
+      for (let k = 0; k < EXPERTS; k++) {
+        const g = this.q[k]![x]! / px - 1;
+        const nw = Math.max(WEIGHT_FLOOR, w[k]! * detExp(ETA * (g > 20 ? 20 : g)));
+        w[k] = nw;
+        ws += nw;
+      }
+      for (let k = 0; k < EXPERTS; k++) w[k] = w[k]! / ws;
+    }
     if (x >= this.vocab) {
       this.escCounts[x - this.vocab] = this.escCounts[x - this.vocab]! + 1;
       this.escTotal++;
@@ -246,37 +284,20 @@ export class TokenPredictor {
       this.escCounts[this.escEntries++] = 1;
       this.escTotal++;
     }
-    const V = this.V;
-    // each expert's probability of x, then the weight step
-    const pk = new Float64Array(EXPERTS);
-    const lmx = this.lm[x]!;
-    pk[0] = lmx;
-    pk[1] = this.sparseScale[1]! * this.order0[x]! + this.escShare[1]! * lmx;
-    for (let o = 1; o <= ORDERS; o++) {
-      const c = this.active[o + 1];
-      let cnt = 0;
-      if (c) {
-        const j = c.toks.indexOf(x);
-        if (j >= 0) cnt = c.cnts[j]!;
-      }
-      pk[o + 1] = this.sparseScale[o + 1]! * cnt + this.escShare[o + 1]! * lmx;
-    }
-    pk[5] = (this.matchToken === x ? this.matchConf : 0) + (1 - this.matchConf) * lmx;
-    const w = this.weights.subarray(this.set * EXPERTS, this.set * EXPERTS + EXPERTS);
-    let px = 0;
-    for (let k = 0; k < EXPERTS; k++) px += w[k]! * pk[k]!;
-    if (px > 0) {
-      let ws = 0;
-      for (let k = 0; k < EXPERTS; k++) {
-        const g = pk[k]! / px - 1;
-        const nw = Math.max(WEIGHT_FLOOR, w[k]! * detExp(ETA * (g > 20 ? 20 : g)));
-        w[k] = nw;
-        ws += nw;
-      }
-      for (let k = 0; k < EXPERTS; k++) w[k] = w[k]! / ws;
-    }
 
-    // match statistics and pointer
+    // escape statistics
+    for (let o = 0; o <= ORDERS; o++) {
+      const b = this.stepBucket[o]!;
+      if (b < 0) continue;
+      const novel = o === 0 ? this.order0[x] === 0 : !this.stepCtx[o]!.toks.includes(x);
+      this.seeSeen[b] = this.seeSeen[b]! + 1;
+      if (novel) this.seeNovel[b] = this.seeNovel[b]! + 1;
+      if (this.seeSeen[b]! > 8192) {
+        this.seeSeen[b] = this.seeSeen[b]! / 2;
+        this.seeNovel[b] = this.seeNovel[b]! / 2;
+      }
+    }
+    // match statistics
     if (this.matchToken >= 0) {
       const lenB = Math.min(this.matchLen, MATCH_MAX);
       this.matchSeen[lenB] = this.matchSeen[lenB]! + 1;
@@ -294,9 +315,10 @@ export class TokenPredictor {
       this.order0Total = 0;
       this.order0Distinct = 0;
       for (let i = 0; i < V; i++) {
-        this.order0[i] = this.order0[i]! >>> 1;
-        this.order0Total += this.order0[i]!;
-        if (this.order0[i]) this.order0Distinct++;
+        const c = Math.floor(this.order0[i]! / 2);
+        this.order0[i] = c;
+        this.order0Total += c;
+        if (c) this.order0Distinct++;
       }
     }
     for (let o = 1; o <= ORDERS; o++) {
@@ -334,7 +356,7 @@ export class TokenPredictor {
     if (this.matchLen > 0 && this.matchPtr >= n) this.matchLen = 0;
   }
 
-  /** The likeliest token of the last prediction (for tests and diagnostics). */
+  /** The likeliest symbol of the last prediction (for tests and diagnostics). */
   get likeliest(): number {
     return this.best;
   }

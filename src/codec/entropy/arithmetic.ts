@@ -79,6 +79,11 @@ export class ArithmeticEncoder {
     this.buf[this.n++] = b;
   }
 
+  /** Bytes written so far (for statistics; the last few are still in flight). */
+  get bytesOut(): number {
+    return this.n + this.cacheSize;
+  }
+
   /** Flushes the state and returns the coded bytes. */
   finish(): Uint8Array {
     for (let i = 0; i < 7; i++) this.shiftLow();
