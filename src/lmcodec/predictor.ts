@@ -12,7 +12,9 @@
  *     the LM and no token is impossible;
  *  6  match: the token that followed the longest earlier occurrence of the
  *     current context, with a confidence learned per match length, the
- *     rest of its mass on the order-4 cascade.
+ *     rest of its mass on the order-4 cascade;
+ *  7  the LM flattened, softmax(0.6 · logits): a model out of its domain
+ *     is overconfident, and the mixer learns how much to trust each.
  *
  * Mixing: p = Σ w_k p_k, with weights chosen by a small context (match
  * length bucket × how much the order-2 context has been seen) and updated
@@ -29,7 +31,8 @@ import { detExp } from '../kernels/det-math.js';
 
 export const FREQ_TOTAL = 1 << 24;
 const ORDERS = 4;
-const EXPERTS = ORDERS + 3;
+const EXPERTS = ORDERS + 4;
+const FLAT = 0.6; // the flattened LM expert: softmax(logits · FLAT)
 const MATCH_MIN = 3;
 const MATCH_MAX = 64;
 const ETA = 0.05;
@@ -174,6 +177,24 @@ export class TokenPredictor {
       lm[this.unk] = (pu * (this.escEntries + 1)) / denom;
     }
 
+    // the LM flattened (an out-of-domain model is overconfident): softmax(logits · FLAT), escapes shared alike
+    {
+      const qf = this.q[EXPERTS - 1]!;
+      let fs = 0;
+      for (let i = 0; i < nv; i++) {
+        const e = detExp((logits[i]! - max) * FLAT);
+        qf[i] = e;
+        fs += e;
+      }
+      const finv = 1 / fs;
+      for (let i = 0; i < nv; i++) qf[i] = qf[i]! * finv;
+      if (this.unk >= 0) {
+        const pu = qf[this.unk]!;
+        const denom = this.escTotal + this.escEntries + 1;
+        for (let k = 0; k < this.escEntries; k++) qf[nv + k] = (pu * this.escCounts[k]!) / denom;
+        qf[this.unk] = (pu * (this.escEntries + 1)) / denom;
+      }
+    }
     // order 0, escaping to the LM
     {
       const q1 = this.q[1]!;
