@@ -38,7 +38,7 @@ function fields(input: Uint8Array, frameSize: number): ArchiveTrailerFields {
     format: 'at1z',
     codec: 'lm-mix/1',
     codecParams: { order: 3, alpha: 0.25, escape: true, mixer: 'lr', __proto__: 7 } as unknown as Record<string, number | string | boolean>,
-    model: { version: 'prose-step0150', manifestSha256: sha('m'), tokenizerSha256: sha('t'), configSha256: sha('c') },
+    model: { version: 'prose-step0150', weightsSha256: sha('m'), tokenizerSha256: sha('t'), configSha256: sha('c') },
     input: { kind: 'bytes', length: input.length, sha256: sha(input) },
     frameSize,
     createdBy: 'at1 0.1.0',
