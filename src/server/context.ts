@@ -1,0 +1,99 @@
+/** What every route shares: the repositories, limits, counters, the write token and the decode slots. */
+import type { ChunkSource, Registry } from '../index.js';
+import { chunkSource } from '../index.js';
+import type { FastifyReply } from 'fastify';
+import { CodecCache } from './catalog.js';
+import { HttpError } from './http-errors.js';
+import type { Limits } from './options.js';
+import type { Metrics } from './metrics.js';
+import type { RepoSet } from './repos.js';
+
+/** A counting semaphore with a bounded wait: at most `size` holders; a waiter that waits too long gets a 503. */
+export class Slots {
+  private held = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(readonly size: number) {}
+
+  get inUse(): number {
+    return this.held;
+  }
+
+  async acquire(timeoutMs: number): Promise<() => void> {
+    if (this.held >= this.size) {
+      await new Promise<void>((resolve, reject) => {
+        const wake = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          const i = this.waiting.indexOf(wake);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(new HttpError(503, 'E_BUSY', `all ${this.size} decode slots stayed busy for ${timeoutMs} ms; try again`, undefined, { 'retry-after': '1' }));
+        }, timeoutMs);
+        this.waiting.push(wake);
+      });
+    } else this.held++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next(); // the slot passes straight to the next waiter
+      else this.held--;
+    };
+  }
+}
+
+export interface ServerContext {
+  repos: RepoSet;
+  limits: Limits;
+  metrics: Metrics;
+  token: string | undefined;
+  codecs: CodecCache;
+  slots: Slots;
+}
+
+/** Run `fn` when the response is finished or abandoned, once. */
+export function onResponseDone(reply: FastifyReply, fn: () => void | Promise<void>): void {
+  let done = false;
+  const run = (): void => {
+    if (done) return;
+    done = true;
+    void Promise.resolve()
+      .then(fn)
+      .catch(() => undefined);
+  };
+  reply.raw.once('close', run);
+  reply.raw.once('finish', run);
+}
+
+/**
+ * Hold a reader lease on `reg` for `versions` until the response is done:
+ * taken before the manifest is read, so gc and rm leave everything this
+ * response may still decode, however slowly the client reads.
+ */
+export async function leaseForResponse(reg: Registry, what: string, versions: string[], reply: FastifyReply): Promise<void> {
+  const release = await reg.holdReadLease(`serve ${what}`, versions);
+  onResponseDone(reply, release);
+}
+
+/** A chunk source for one response, its reads timed into the metrics; `close` when the response ends. */
+export function timedSource(ctx: ServerContext, reg: Registry, expectedBytes: number): ChunkSource {
+  const inner = chunkSource(reg.reader, expectedBytes, reg.settings);
+  const timed = async <T>(p: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await p();
+    } finally {
+      ctx.metrics.decodeSeconds.add((performance.now() - t0) / 1000);
+      ctx.metrics.decodedChunks.add(1);
+    }
+  };
+  return {
+    read: (d, n) => timed(() => inner.read(d, n)),
+    readInto: (d, out) => timed(() => inner.readInto(d, out)),
+    readUnverified: (d, n, out) => timed(() => inner.readUnverified(d, n, out)),
+    window: inner.window,
+    close: () => inner.close(),
+  };
+}
