@@ -47,6 +47,8 @@ const STATUS: Record<string, number> = {
 export function toHttpError(e: unknown): HttpError {
   if (e instanceof HttpError) return e;
   if (e instanceof At1Error) {
+    // A stored object that cannot be decoded (E_CORRUPT) and one that decodes to the wrong bytes (E_INTEGRITY) are one failure to a client: the stored data is damaged.
+    if (e.code === 'E_CORRUPT') return new HttpError(500, 'E_INTEGRITY', e.message);
     const headers: Record<string, string> = e.code === 'E_LOCKED' ? { 'retry-after': '1' } : {};
     return new HttpError(STATUS[e.code] ?? 500, e.code, e.message, undefined, headers);
   }

@@ -60,6 +60,12 @@ export function buildApp(opts: ServeOptions): { app: FastifyInstance; ctx: Serve
     bodyLimit: limits.maxJsonBytes,
     routerOptions: { maxParamLength: 70_000 }, // tensor names may be long (manifests allow 65536 characters)
     return503OnClosing: true,
+    // Errors fastify raises before routing (a malformed percent-encoding, a bad Content-Type) get the same JSON shape.
+    frameworkErrors: (err, _req, reply) => {
+      const status = typeof (err as { statusCode?: unknown }).statusCode === 'number' ? (err as { statusCode: number }).statusCode : 400;
+      reply.raw.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+      reply.raw.end(JSON.stringify({ error: { code: status === 415 ? 'E_MEDIA_TYPE' : 'E_INPUT', message: err.message } }));
+    },
     serverFactory: (handler) =>
       createServer(
         { maxHeaderSize: limits.maxHeaderBytes, requestTimeout: limits.requestTimeoutMs, headersTimeout: Math.min(60_000, limits.requestTimeoutMs) },
