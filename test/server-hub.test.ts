@@ -68,10 +68,10 @@ test('the @huggingface/hub client against at1 serve', async (t) => {
   });
 
   await t.test('modelInfo: the repository at a revision, its commit and files', async () => {
-    const info = await modelInfo({ name: 'local/fam', revision: MODEL_DIR_VERSION, hubUrl, additionalFields: ['sha', 'siblings'] });
+    const info = await modelInfo({ name: 'local/fam', revision: MODEL_DIR_VERSION, hubUrl, additionalFields: ['sha', 'filePaths'] });
     assert.equal(info.name, 'local/fam');
     assert.equal(info.sha, commitOf(MODEL_DIR_VERSION));
-    assert.deepEqual(info.siblings?.map((x) => x.rfilename).sort(), [...MODEL_DIR_FILES].sort());
+    assert.deepEqual([...info.filePaths].sort(), [...MODEL_DIR_FILES].sort());
     const main = await modelInfo({ name: 'local/fam', hubUrl, additionalFields: ['sha'] });
     assert.equal(main.sha, commitOf(MODEL_DIR_VERSION), 'main is the newest version');
   });

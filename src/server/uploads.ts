@@ -51,11 +51,18 @@ export function tarPathProblem(name: string): string | undefined {
   return undefined;
 }
 
-/** Extract a tar body into `dir` (which exists), at most `max` bytes of archive. */
+/**
+ * Extract a tar body into `dir` (which exists), at most `max` bytes of
+ * archive. A refused entry stops the extraction; the rest of the body is
+ * then read and dropped (within the byte limit and the request timeout),
+ * so the client gets the 400 instead of a connection reset mid-upload.
+ */
 export async function receiveTar(body: Readable, dir: string, max: number): Promise<number> {
   const extract = tar.extract();
+  const limiter = byteLimit(max);
+  body.pipe(limiter);
+  const done = pipeline(limiter, extract);
   let files = 0;
-  const done = pipeline(body, byteLimit(max), extract);
   try {
     for await (const entry of extract) {
       const h = entry.header;
@@ -79,7 +86,9 @@ export async function receiveTar(body: Readable, dir: string, max: number): Prom
     await done;
   } catch (e) {
     done.catch(() => undefined);
-    body.resume();
+    body.unpipe(limiter);
+    limiter.destroy();
+    if (!(e instanceof HttpError && e.status === 413)) body.resume(); // drain: the answer is sent once the body is in
     throw e;
   }
   if (files === 0) throw badRequest('the tar body holds no files; nothing was added');
