@@ -71,6 +71,17 @@ test('v1 API on the fixture family', async (t) => {
     }
   });
 
+  await t.test('stored bytes split into new and shared: a tensor unchanged from the parent adds nothing', async () => {
+    const v = (await (await get('/v1/versions/code-lastlayer')).json()) as { storedBytes: number; tensors: { name: string; sha256: string; storedBytes: number; newBytes: number; packed: boolean }[] };
+    const base = new Map(readTensors(join(EMBEDDED, 'base.safetensors')).map((x) => [x.name, sha(x.data)]));
+    const unchanged = v.tensors.filter((x) => !x.packed && base.get(x.name) === x.sha256);
+    const changed = v.tensors.filter((x) => !x.packed && base.get(x.name) !== x.sha256);
+    assert.ok(unchanged.length > 0 && changed.length > 0);
+    for (const x of unchanged) assert.equal(x.newBytes, 0, `${x.name} is base's`);
+    for (const x of changed) assert.ok(x.newBytes > 0 && x.newBytes === x.storedBytes, `${x.name} was stored by this version`);
+    assert.ok(v.tensors.reduce((a, x) => a + x.newBytes, 0) <= v.storedBytes);
+  });
+
   await t.test('every tensor of every version is served byte-exact, with ETag and Repr-Digest', async () => {
     for (const v of family()) {
       for (const w of readTensors(join(EMBEDDED, v.file))) {

@@ -52,8 +52,9 @@ test('the page in chromium: tree, numbers, tensors, diff, verify; desktop and ph
   assert.deepEqual(rows.map((r) => r[0]).sort(), tensors.map((x) => x.name).sort());
   const lm = rows.find((r) => r[0] === 'lm_head.weight')!;
   assert.deepEqual([lm[1], lm[2]], ['BF16', '[2048, 128]']);
-  assert.ok(lm[6]!.length > 0, 'the codec that won');
-  assert.equal(await page.locator('#strip rect').count(), tensors.length);
+  assert.ok(lm[7]!.length > 0, 'the codec that won');
+  assert.equal(await page.locator('#strip g').count(), tensors.length);
+  assert.equal(lm[5], '0 B', 'lm_head is unchanged from base: nothing new stored for it');
 
   // The diff view: base → code-lastlayer changes exactly the tensors whose bytes differ.
   const base = new Map(readTensors(join(EMBEDDED, 'base.safetensors')).map((x) => [x.name, x.data]));

@@ -8,7 +8,7 @@
  * a git commit to Hub clients (which cache snapshots under it), and a
  * client may pass it back as the revision.
  */
-import { codecById, listRegistry, manifestKey, nameProblem, tensorObjects, tensorsOf, tensorStoredBytes, type FamilyListing, type Registry, type VersionManifest } from '../index.js';
+import { codecById, listRegistry, manifestDigests, manifestKey, nameProblem, tensorObjects, tensorsOf, tensorStoredBytes, type FamilyListing, type Registry, type VersionManifest } from '../index.js';
 import { createHash } from 'node:crypto';
 import { notFound } from './http-errors.js';
 
@@ -20,6 +20,8 @@ export interface TensorRow {
   bytes: number;
   sha256: string;
   storedBytes: number;
+  /** Of storedBytes, what this version was the first to store (objects no older version names); the rest is shared with older versions. */
+  newBytes: number;
   ratio: number;
   /** The codec holding most of the tensor's stored bytes. */
   codec: string;
@@ -91,10 +93,18 @@ export class CodecCache {
 export async function versionDetail(reg: Registry, m: VersionManifest, listing: FamilyListing, codecs: CodecCache): Promise<VersionDetail> {
   const sizes = await reg.store.list();
   const row = listing.versions.find((v) => v.name === m.name);
+  // Objects an older version already named count as shared, as `list` attributes them (oldest first).
+  const older = new Set<string>();
+  for (const v of listing.versions) {
+    if (v.name === m.name) break;
+    for (const d of manifestDigests(await reg.manifest(v.name))) older.add(d);
+  }
+  const newSizes = new Map([...sizes].filter(([d]) => !older.has(d)));
   const tensors: TensorRow[] = [];
   for (const loc of tensorsOf(m)) {
     const t = loc.tensor;
     const storedBytes = tensorStoredBytes(loc, sizes);
+    const newBytes = tensorStoredBytes(loc, newSizes);
     const by: Record<string, number> = {};
     for (const d of tensorObjects(loc)) {
       const size = sizes.get(d) ?? 0;
@@ -102,7 +112,7 @@ export async function versionDetail(reg: Registry, m: VersionManifest, listing: 
       by[c] = (by[c] ?? 0) + size;
     }
     const codec = Object.entries(by).sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'none';
-    tensors.push({ name: t.name, file: loc.file.path, dtype: t.dtype, shape: t.shape, bytes: t.length, sha256: t.sha256, storedBytes, ratio: storedBytes / Math.max(1, t.length), codec, codecs: by, packed: t.pack !== undefined });
+    tensors.push({ name: t.name, file: loc.file.path, dtype: t.dtype, shape: t.shape, bytes: t.length, sha256: t.sha256, storedBytes, newBytes, ratio: storedBytes / Math.max(1, t.length), codec, codecs: by, packed: t.pack !== undefined });
   }
   return {
     name: m.name,
