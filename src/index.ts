@@ -45,7 +45,7 @@ export { TensorReader, type ReadOptions as TensorReadOptions } from './registry/
 export { findTensor, readTensorRange, readTensorBytes, rowRange, tensorsOf, tensorObjects, tensorStoredBytes, type TensorLocation, type ByteRange } from './registry/tensor-access.js';
 export { typedView, toFloat32, type TypedView } from './format/dtype-convert.js';
 export type { VersionManifest, TensorEntry, FileEntry } from './registry/manifest.js';
-export { manifestDigests } from './registry/manifest.js';
+export { manifestDigests, parseManifest } from './registry/manifest.js';
 export type { ProgressEvent, ProgressFn } from './registry/progress.js';
 
 // Inputs and formats.

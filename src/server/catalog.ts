@@ -8,7 +8,7 @@
  * a git commit to Hub clients (which cache snapshots under it), and a
  * client may pass it back as the revision.
  */
-import { codecById, listRegistry, manifestDigests, manifestKey, nameProblem, tensorObjects, tensorsOf, tensorStoredBytes, type FamilyListing, type Registry, type VersionManifest } from '../index.js';
+import { codecById, listRegistry, manifestDigests, manifestKey, nameProblem, parseManifest, tensorObjects, tensorsOf, tensorStoredBytes, type FamilyListing, type Registry, type VersionManifest } from '../index.js';
 import { createHash } from 'node:crypto';
 import { notFound } from './http-errors.js';
 
@@ -43,9 +43,48 @@ export interface VersionDetail {
   tensors: TensorRow[];
 }
 
+interface CachedManifest {
+  size: number;
+  mtimeMs: number;
+  m: VersionManifest;
+  commit: string;
+}
+
+/**
+ * Parsed manifests, per registry, checked against the stored file's size
+ * and mtime on every use (one stat instead of a read and a parse per
+ * request). A manifest is rewritten in place only when rm re-parents it,
+ * which changes its mtime; its tensors and their digests never change.
+ */
+const manifestCache = new WeakMap<Registry, Map<string, CachedManifest>>();
+const MANIFEST_CACHE_ENTRIES = 1024;
+
+async function cachedManifest(reg: Registry, name: string): Promise<CachedManifest | undefined> {
+  if (nameProblem(name) !== undefined) return undefined;
+  const key = manifestKey(name);
+  const st = await reg.backend.stat(key);
+  if (!st) return undefined;
+  let per = manifestCache.get(reg);
+  if (!per) manifestCache.set(reg, (per = new Map()));
+  const hit = per.get(name);
+  if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit;
+  let bytes: Uint8Array;
+  try {
+    bytes = await reg.backend.read(key);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'E_NOT_FOUND') return undefined; // removed between the stat and the read
+    throw e;
+  }
+  const entry = { size: st.size, mtimeMs: st.mtimeMs, m: parseManifest(bytes, name), commit: createHash('sha256').update(bytes).digest('hex').slice(0, 40) };
+  if (per.size >= MANIFEST_CACHE_ENTRIES) per.clear();
+  per.set(name, entry);
+  return entry;
+}
+
 export async function commitOf(reg: Registry, name: string): Promise<string> {
-  const bytes = await reg.backend.read(manifestKey(name));
-  return createHash('sha256').update(bytes).digest('hex').slice(0, 40);
+  const c = await cachedManifest(reg, name);
+  if (!c) throw notFound(`version ${JSON.stringify(name)} is not in this repository`, 'RevisionNotFound');
+  return c.commit;
 }
 
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -69,8 +108,9 @@ export async function resolveRevision(reg: Registry, rev: string): Promise<strin
 
 /** The manifest of a version that must exist: 404 RevisionNotFound naming it otherwise. */
 export async function manifestOf(reg: Registry, name: string): Promise<VersionManifest> {
-  if (nameProblem(name) !== undefined || !(await reg.hasVersion(name))) throw notFound(`version ${JSON.stringify(name)} is not in this repository`, 'RevisionNotFound');
-  return reg.manifest(name);
+  const c = await cachedManifest(reg, name);
+  if (!c) throw notFound(`version ${JSON.stringify(name)} is not in this repository`, 'RevisionNotFound');
+  return c.m;
 }
 
 /** Codec names of objects, cached by digest and stored size (a rebase re-encodes an object in place, changing both codec and size). */

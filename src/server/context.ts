@@ -68,13 +68,23 @@ export function onResponseDone(reply: FastifyReply, fn: () => void | Promise<voi
 }
 
 /**
- * Hold a reader lease on `reg` for `versions` until the response is done:
- * taken before the manifest is read, so gc and rm leave everything this
- * response may still decode, however slowly the client reads.
+ * How long a reader lease outlives the last response that used it. A lease
+ * is a file written on take and removed on release; requests arriving
+ * back to back (a client reading a model tensor by tensor, many small
+ * ranges) share one lease instead of writing one each. Short, so gc and rm
+ * are held up by at most this long after the server goes idle.
+ */
+export const LEASE_LINGER_MS = 2000;
+
+/**
+ * Hold a reader lease on `reg` for `versions` until the response is done
+ * (and LEASE_LINGER_MS more): taken before the manifest is read, so gc and
+ * rm leave everything this response may still decode, however slowly the
+ * client reads. The registry shares one lease among all its readers.
  */
 export async function leaseForResponse(reg: Registry, what: string, versions: string[], reply: FastifyReply): Promise<void> {
   const release = await reg.holdReadLease(`serve ${what}`, versions);
-  onResponseDone(reply, release);
+  onResponseDone(reply, () => void setTimeout(() => void release().catch(() => undefined), LEASE_LINGER_MS).unref());
 }
 
 /** A chunk source for one response, its reads timed into the metrics; `close` when the response ends. */
