@@ -4,9 +4,13 @@
  * at1 serve against what it is built on, measured in the same run:
  *  - file throughput: GET /v1/versions/V/files/F (reconstructed on the fly,
  *    every chunk checked before it is sent) vs `at1 registry get` of the
- *    same version to a file (same decode and checks, written to disk);
+ *    same version to a file (same decode and checks, written to disk; a
+ *    fresh process each time, as a user runs it) and vs the library's
+ *    getVersion in-process (the decode and checks without a process start);
  *  - tensor throughput: every tensor of the version, one GET each (1 and 4
- *    clients), vs the same `at1 registry get`;
+ *    clients), vs the same restores;
+ * Each HTTP pass runs against a freshly started server, so nothing it
+ * decoded for an earlier pass is in its chunk cache.
  *  - small range reads: 4 KiB ranges at random offsets of the largest
  *    tensor, 16 concurrent clients (autocannon, against 127.0.0.1), vs the
  *    library reading the same ranges in-process (readTensorBytes, 16 at once).
@@ -26,7 +30,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { add, findTensor, initRegistry, openRegistry, readTensorBytes, tensorsOf } from '../src/index.js';
+import { add, findTensor, getVersion, initRegistry, openRegistry, readTensorBytes, tensorsOf } from '../src/index.js';
 import { table } from '../src/cli/output.js';
 import { llamaShapes, writeChain } from './synthetic.js';
 
@@ -93,7 +97,24 @@ interface Case {
   size: number;
 }
 
-async function benchCase(c: Case, url: string, rows: string[][], rangeRows: string[][]): Promise<void> {
+/** Run `fn` against a freshly started server (cold: nothing decoded yet), timing only `fn`. */
+async function onFreshServer(reg: string, fn: (url: string) => Promise<void>): Promise<number> {
+  const s = await startServe(reg);
+  try {
+    await fetch(`${s.url}/v1/versions`); // the server is up and its registry open
+    return await timed(() => fn(s.url));
+  } finally {
+    await stopServe(s.child);
+  }
+}
+
+async function medianFresh(reg: string, fn: (url: string) => Promise<void>): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < repeat; i++) xs.push(await onFreshServer(reg, fn));
+  return median(xs);
+}
+
+async function benchCase(c: Case, rows: string[][], rangeRows: string[][]): Promise<void> {
   const out = join(mkdtempSync(join(tmpdir(), 'at1-serve-bench-out-')), 'out.safetensors');
   // Baseline: the CLI restoring the same version (a fresh process each time, as a user runs it).
   const getS = await medianOf(() => {
@@ -101,15 +122,18 @@ async function benchCase(c: Case, url: string, rows: string[][], rangeRows: stri
     const r = spawnSync(process.execPath, [at1Bin, 'registry', 'get', c.reg, c.version, '--out', out], { stdio: 'ignore' });
     if (r.status !== 0 || statSync(out).size !== c.size) throw new Error('at1 registry get failed');
   });
-  const fileUrl = `${url}/v1/versions/${c.version}/files/${encodeURIComponent(c.file)}`;
-  await drain(fileUrl); // warm the server's code paths once
-  const httpS = await medianOf(async () => {
-    if ((await drain(fileUrl)) !== c.size) throw new Error('HTTP file: wrong size');
+  // The same restore in-process (no process start): the decode and checks alone.
+  const libGetS = await medianOf(async () => {
+    rmSync(out, { force: true });
+    await getVersion(await openRegistry(c.reg), c.version, out);
+  });
+  const httpS = await medianFresh(c.reg, async (url) => {
+    if ((await drain(`${url}/v1/versions/${c.version}/files/${encodeURIComponent(c.file)}`)) !== c.size) throw new Error('HTTP file: wrong size');
   });
   const reg = await openRegistry(c.reg);
   const tensors = tensorsOf(await reg.manifest(c.version)).map((l) => l.tensor);
   const tensorBytes = tensors.reduce((a, t) => a + t.length, 0);
-  const tensorPass = async (clients: number): Promise<void> => {
+  const tensorPass = async (url: string, clients: number): Promise<void> => {
     let next = 0;
     await Promise.all(
       Array.from({ length: clients }, async () => {
@@ -120,16 +144,24 @@ async function benchCase(c: Case, url: string, rows: string[][], rangeRows: stri
       }),
     );
   };
-  const t1 = await medianOf(() => tensorPass(1));
-  const t4 = await medianOf(() => tensorPass(4));
+  const t1 = await medianFresh(c.reg, (url) => tensorPass(url, 1));
+  const t4 = await medianFresh(c.reg, (url) => tensorPass(url, 4));
   const getMBs = c.size / MB / getS;
-  rows.push([c.label, `${(c.size / MB).toFixed(1)} MB`, (getMBs).toFixed(1), (c.size / MB / httpS).toFixed(1), (c.size / MB / httpS / getMBs).toFixed(2), (tensorBytes / MB / t1).toFixed(1), (tensorBytes / MB / t1 / getMBs).toFixed(2), (tensorBytes / MB / t4).toFixed(1), (tensorBytes / MB / t4 / getMBs).toFixed(2)]);
+  const libMBs = c.size / MB / libGetS;
+  const f = (x: number): string => x.toFixed(1);
+  const ratio = (x: number): string => x.toFixed(2);
+  const fileMBs = c.size / MB / httpS;
+  const t1MBs = tensorBytes / MB / t1;
+  const t4MBs = tensorBytes / MB / t4;
+  rows.push([c.label, `${f(c.size / MB)} MB`, f(getMBs), f(libMBs), f(fileMBs), ratio(fileMBs / getMBs), ratio(fileMBs / libMBs), f(t1MBs), ratio(t1MBs / libMBs), f(t4MBs), ratio(t4MBs / libMBs)]);
 
   // Small range reads: 4 KiB at random offsets of the largest tensor.
   const big = tensors.reduce((a, t) => (t.length > a.length ? t : a));
   const span = 4096;
   const offsets = Array.from({ length: 4096 }, (_, i) => Math.floor(((i * 2654435761) % 2 ** 32) / 2 ** 32 * (big.length - span)));
   const loc = await findTensor(reg, c.version, big.name);
+  const s = await startServe(c.reg);
+  const url = s.url;
   let k = 0;
   const libS = await timed(async () => {
     await Promise.all(Array.from({ length: 16 }, async () => {
@@ -155,13 +187,13 @@ async function benchCase(c: Case, url: string, rows: string[][], rangeRows: stri
     ],
   });
   if (result.non2xx > 0 || result.errors > 0) throw new Error(`range reads: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  await stopServe(s.child);
   rangeRows.push([c.label, big.name, `${(big.length / MB).toFixed(1)} MB`, String(Math.round(result.requests.average)), String(result.latency.p50), String(result.latency.p99), String(Math.round(libRate)), (result.requests.average / libRate).toFixed(2)]);
   rmSync(join(out, '..'), { recursive: true, force: true });
 }
 
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'at1-serve-bench-'));
-  const children: ChildProcess[] = [];
   try {
     const cases: Case[] = [];
     // Synthetic: base + one fine-tune step, the fine-tune a delta.
@@ -185,21 +217,17 @@ async function main(): Promise<void> {
     for (const v of chain.slice(1)) await add(fr, join(familyDir, v.file), { name: v.name, parent: v.parent ?? undefined, level: 'fast' });
     cases.push({ label: `fixture ${biggest.name}`, reg: famReg, version: biggest.name, file: biggest.file, size: biggest.bytes });
 
-    const rows = [['data', 'file', 'registry get MB/s', 'HTTP file MB/s', 'file/get', 'HTTP tensors MB/s (1 client)', 'tensors/get', 'HTTP tensors MB/s (4 clients)', 'tensors(4)/get']];
+    const rows = [['data', 'file', 'at1 registry get MB/s', 'library get MB/s', 'HTTP file MB/s', 'file/CLI get', 'file/library get', 'HTTP tensors MB/s (1 client)', 'tensors/library get', 'HTTP tensors MB/s (4 clients)', 'tensors(4)/library get']];
     const rangeRows = [['data', 'tensor', 'size', 'HTTP 4 KiB ranges req/s (16 clients)', 'p50 ms', 'p99 ms', 'library reads/s (16 at once)', 'HTTP/library']];
     for (const c of cases) {
       log(`measuring ${c.label}…`);
-      const s = await startServe(c.reg);
-      children.push(s.child);
-      await benchCase(c, s.url, rows, rangeRows);
-      await stopServe(s.child);
+      await benchCase(c, rows, rangeRows);
     }
     console.log(`\n## at1 serve: throughput over HTTP vs at1 registry get (median of ${repeat}; ${process.version}, 127.0.0.1)\n`);
     console.log(table(rows, rows[0]!.map((_, i) => i > 0)));
     console.log(`\n## Small range reads (4 KiB at random offsets, ${seconds} s, autocannon, 16 connections)\n`);
     console.log(table(rangeRows, rangeRows[0]!.map((_, i) => i > 1)));
   } finally {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
     rmSync(work, { recursive: true, force: true });
   }
 }
