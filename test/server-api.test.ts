@@ -234,6 +234,47 @@ test('v1 API on the fixture family', async (t) => {
     assert.equal(((await put.json()) as { error: { code: string } }).error.code, 'E_READ_ONLY');
   });
 
+  await t.test('GET /v1/diff: relative L2 change and fraction of elements changed, per tensor, as computed from the fixture bytes', async () => {
+    const d = (await (await get('/v1/diff?a=base&b=code-lastlayer')).json()) as { tensors: { name: string; status: string; relL2: number | null; fractionChanged: number | null }[]; summary: { changed: number; same: number } };
+    const a = new Map(readTensors(join(EMBEDDED, 'base.safetensors')).map((x) => [x.name, x.data]));
+    const bf16 = (b: Uint8Array, i: number): number => new Float32Array(new Uint32Array([(b[2 * i]! | (b[2 * i + 1]! << 8)) << 16]).buffer)[0]!;
+    let changed = 0;
+    for (const x of readTensors(join(EMBEDDED, 'code-lastlayer.safetensors'))) {
+      const y = a.get(x.name)!;
+      const n = x.data.length / 2;
+      let num = 0;
+      let den = 0;
+      let diff = 0;
+      for (let i = 0; i < n; i++) {
+        const u = bf16(y, i);
+        const v = bf16(x.data, i);
+        num += (v - u) ** 2;
+        den += u * u;
+        if (u !== v) diff++;
+      }
+      const got = d.tensors.find((z) => z.name === x.name)!;
+      assert.equal(got.status, diff > 0 ? 'changed' : 'same', x.name);
+      assert.ok(Math.abs(got.relL2! - Math.sqrt(num / den)) <= 1e-9 * Math.max(1, Math.sqrt(num / den)), `${x.name} relL2 ${got.relL2} vs ${Math.sqrt(num / den)}`);
+      assert.equal(got.fractionChanged, diff / n, x.name);
+      if (diff > 0) changed++;
+    }
+    assert.equal(d.summary.changed, changed);
+    assert.equal((await get('/v1/diff?a=base')).status, 400);
+    assert.equal((await get('/v1/diff?a=base&b=nope')).status, 404);
+  });
+
+  await t.test('GET /v1/verify: server-sent progress, then integrity: PASS (SHA-256)', async () => {
+    const r = await get('/v1/verify?version=prose-step0050');
+    assert.match(r.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const events = (await r.text()).trim().split('\n\n').map((e) => ({ event: /^event: (.+)$/m.exec(e)![1], data: JSON.parse(/^data: (.+)$/m.exec(e)![1]!) as Record<string, unknown> }));
+    assert.equal(events[0]!.event, 'start');
+    assert.ok(events.some((e) => e.event === 'progress'));
+    const result = events[events.length - 1]!;
+    assert.equal(result.event, 'result');
+    assert.equal(result.data.line, 'integrity: PASS (SHA-256)');
+    assert.equal(result.data.ok, true);
+  });
+
   await t.test('/metrics: Prometheus text with requests, bytes served, verify failures and decode time', async () => {
     const r = await get('/metrics');
     assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
@@ -284,6 +325,13 @@ test('a damaged object: 500 E_INTEGRITY naming the tensor, or an aborted transfe
   assert.ok(got.length < want.length);
   assert.ok(got.equals(want.subarray(0, got.length)), 'every byte that was sent is right');
 
+  // Verify over SSE names the damaged tensor.
+  const v = await (await fetch(`${s.url}/v1/verify?version=base`)).text();
+  const result = JSON.parse(/event: result\ndata: (.+)/.exec(v)![1]!) as { ok: boolean; line: string; failures: { tensor?: string }[] };
+  assert.equal(result.ok, false);
+  assert.match(result.line, /^integrity: FAIL/);
+  assert.deepEqual(result.failures.map((f) => f.tensor), ['lm_head.weight']);
+
   const metrics = await (await fetch(`${s.url}/metrics`)).text();
-  assert.ok(metric(metrics, 'at1_verify_failures_total') >= 2);
+  assert.ok(metric(metrics, 'at1_verify_failures_total') >= 3);
 });
