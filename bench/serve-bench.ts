@@ -16,8 +16,9 @@
  *    library reading the same ranges in-process (readTensorBytes, 16 at once).
  *
  * Data: a synthetic bf16 Llama-shaped model of --params parameters (base +
- * one fine-tune step, the fine-tune stored as a delta; default 5e7, 100 MB
- * per version) and the fixture family's largest version (FAMILY_DIR,
+ * one fine-tune step, the fine-tune stored as a delta; the default 5e7
+ * gives llamaShapes' 78M parameters, 156 MB per version) and the fixture
+ * family's largest version (FAMILY_DIR,
  * default ../shared/fixtures/tinystories). The server runs as `at1 serve`
  * in its own process so the load generator does not share its event loop.
  * Not part of `npm test`.
