@@ -63,7 +63,6 @@ export async function sendBytes(ctx: ServerContext, req: FastifyRequest, reply: 
   const rangeHeader = typeof req.headers.range === 'string' && ifRangeHolds(req.headers['if-range'] as string | undefined, etag) ? req.headers.range : undefined;
   const range = parseRange(rangeHeader, res.size);
   if (range.kind === 'unsatisfiable') {
-    reply.header('content-range', `bytes */${res.size}`);
     throw new HttpError(416, 'E_RANGE', `range ${JSON.stringify(rangeHeader)} does not overlap the ${res.size} bytes of this ${res.kind}`, undefined, { 'content-range': `bytes */${res.size}` });
   }
   if (range.kind === 'ranges' && range.spans.length > ctx.limits.maxRanges) {
