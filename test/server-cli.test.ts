@@ -14,9 +14,11 @@ import { buildFixtureRegistry, serve } from './server-helpers.js';
 import { Slots } from '../src/server/context.js';
 import { HttpError } from '../src/server/http-errors.js';
 
-test('at1 serve: listens on 127.0.0.1, prints where with --json, stops on SIGTERM with exit 0', async (t) => {
+test('at1 serve: listens on 127.0.0.1, prints where with --json, logs JSON lines, stops on SIGTERM with exit 0', async (t) => {
   const { dir } = await buildFixtureRegistry(t);
-  const child = spawn(process.execPath, [join(REPO, 'bin/at1.js'), 'serve', dir, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(REPO, 'bin/at1.js'), 'serve', dir, '--port', '0', '--json', '--json-logs'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (l) => logs.push(l));
   t.after(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
@@ -33,6 +35,8 @@ test('at1 serve: listens on 127.0.0.1, prints where with --json, stops on SIGTER
   const exit = new Promise<number | null>((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
   assert.equal(await exit, 0);
+  const requests = logs.map((l) => JSON.parse(l) as { msg: string; url?: string; status?: number }).filter((l) => l.msg === 'request');
+  assert.deepEqual(requests.map((l) => [l.url, l.status]), [['/v1/versions', 200]], 'one JSON line per request');
 });
 
 test('at1 serve: bad arguments exit 2 with one clear line', async (t) => {

@@ -31,7 +31,7 @@ export function serveCommand(): Command {
     .option('--port <port>', 'port (0: any free port)', port, 8080)
     .option('--repo <org/name>', 'repository id of a single registry (default local/<directory name>)')
     .option('--token-file <file>', 'file holding the bearer token that PUT and DELETE need; without it the server is read-only')
-    .option('--json-logs', 'one JSON line per request on stdout')
+    .option('--json-logs', 'one JSON line per request (and server event) on stderr')
     .option('--json', 'print where the server listens as one JSON line')
     .option('--max-upload <bytes>', `largest upload body (default ${DEFAULT_LIMITS.maxUploadBytes / 1024 ** 3}GiB)`, bytes)
     .option('--max-decodes <n>', `responses decoding at once (default ${DEFAULT_LIMITS.maxConcurrentDecodes})`, positive)

@@ -12,7 +12,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { CodecCache } from './catalog.js';
 import { Slots, type ServerContext } from './context.js';
 import { badRequest, jsonErrorBody, toHttpError } from './http-errors.js';
@@ -56,7 +56,8 @@ export function buildApp(opts: ServeOptions): { app: FastifyInstance; ctx: Serve
   const metrics = new Metrics();
   const ctx: ServerContext = { repos, limits, metrics, token: opts.token, codecs: new CodecCache(), slots: new Slots(limits.maxConcurrentDecodes) };
   const app = Fastify({
-    logger: opts.jsonLogs ? { level: 'info' } : false,
+    logger: opts.jsonLogs ? { level: 'info', stream: process.stderr } : false, // stdout is for data (the --json start line)
+    logController: new LogController({ disableRequestLogging: true }), // one line per request, written in onResponse below
     bodyLimit: limits.maxJsonBytes,
     routerOptions: { maxParamLength: 70_000 }, // tensor names may be long (manifests allow 65536 characters)
     return503OnClosing: true,
@@ -86,6 +87,7 @@ export function buildApp(opts: ServeOptions): { app: FastifyInstance; ctx: Serve
 
   app.addHook('onResponse', async (req, reply) => {
     metrics.requests.add(1, { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+    if (opts.jsonLogs) req.log.info({ method: req.method, url: req.raw.url, status: reply.statusCode, bytes: Number(reply.getHeader('content-length') ?? 0), ms: Math.round(reply.elapsedTime * 10) / 10, remote: req.ip }, 'request');
   });
 
   app.setErrorHandler(async (err, req, reply) => {
