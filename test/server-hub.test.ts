@@ -119,6 +119,9 @@ test('the @huggingface/hub client against at1 serve', async (t) => {
     assert.equal(r.headers.get('etag'), `"${sha(bytes)}"`);
     assert.equal(r.headers.get('x-linked-size'), String(bytes.length));
     assert.equal(r.headers.get('content-length'), String(bytes.length));
+    assert.equal(r.headers.get('cache-control'), 'no-cache', 'a version name can come back with other bytes: revalidate');
+    const pinned = await fetch(`${hubUrl}/local/fam/resolve/${commitOf(MODEL_DIR_VERSION)}/model.safetensors`, { method: 'HEAD' });
+    assert.match(pinned.headers.get('cache-control') ?? '', /immutable/, 'a commit id names these bytes for good');
     const form = await fetch(`${hubUrl}/api/models/local/fam/paths-info/${MODEL_DIR_VERSION}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'paths=config.json&paths=model.safetensors&expand=True' });
     const items = (await form.json()) as { path: string; size: number; lfs: { oid: string } }[];
     assert.deepEqual(items.map((i) => [i.path, i.size, i.lfs.oid]), [['config.json', modelDirSource('config.json').length, sha(modelDirSource('config.json'))], ['model.safetensors', bytes.length, sha(bytes)]]);

@@ -135,6 +135,7 @@ export function hubRoutes(app: FastifyInstance, ctx: ServerContext): void {
         'access-control-expose-headers': 'ETag, X-Repo-Commit, X-Linked-Etag, X-Linked-Size, Content-Range, Repr-Digest, X-Error-Code',
       },
       read: (span, source) => readFileRange(r.reg, r.m, f, span, { source }),
+      immutable: rev === r.commit,
     });
   } });
 

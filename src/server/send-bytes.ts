@@ -30,6 +30,8 @@ export interface ByteResource {
   read(span: Span, source: ChunkSource): AsyncGenerator<Uint8Array>;
   /** More headers (the Hub's X-Repo-Commit, X-Linked-Size …). */
   headers?: Record<string, string>;
+  /** The URL names this content for good (a commit id): cacheable forever. Otherwise caches revalidate with the ETag (a version name can be removed and added again with other bytes; `main` moves). */
+  immutable?: boolean;
 }
 
 export function etagOf(sha256: string): string {
@@ -55,7 +57,7 @@ export async function sendBytes(ctx: ServerContext, req: FastifyRequest, reply: 
   reply.header('etag', etag);
   reply.header('repr-digest', reprDigest(res.sha256));
   reply.header('accept-ranges', 'bytes');
-  reply.header('cache-control', 'public, max-age=31536000, immutable'); // content-addressed: the same URL and ETag always mean the same bytes
+  reply.header('cache-control', res.immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
   for (const [k, v] of Object.entries(res.headers ?? {})) reply.header(k, v);
 
   if (noneMatchHits(req.headers['if-none-match'], etag)) return reply.code(304).send();
