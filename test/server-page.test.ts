@@ -14,7 +14,7 @@ import { EMBEDDED, family, readTensors, REPO } from './helpers.js';
 import { buildFixtureRegistry, MODEL_DIR_VERSION, serve } from './server-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-export const ARTIFACTS = join(REPO, 'test/artifacts');
+const ARTIFACTS = join(REPO, 'test/artifacts');
 
 test('the page in chromium: tree, numbers, tensors, diff, verify; desktop and phone width', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)` }, async (t) => {
   const { dir } = await buildFixtureRegistry(t);

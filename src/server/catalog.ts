@@ -168,4 +168,3 @@ export async function versionDetail(reg: Registry, m: VersionManifest, listing: 
   };
 }
 
-export { listRegistry };

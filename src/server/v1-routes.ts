@@ -5,8 +5,8 @@
  * With several repositories served, `?repo=ORG/NAME` picks one.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { checkVersionName, readFileRange, TensorReader, tensorsOf, verifyRegistry, type Registry, type VersionManifest } from '../index.js';
-import { listRegistry, manifestOf, versionDetail, commitOf } from './catalog.js';
+import { checkVersionName, listRegistry, readFileRange, TensorReader, tensorsOf, verifyRegistry, type Registry, type VersionManifest } from '../index.js';
+import { commitOf, manifestOf, versionDetail } from './catalog.js';
 import { leaseForResponse, type ServerContext } from './context.js';
 import { diffVersions } from './diff.js';
 import { badRequest, notFound } from './http-errors.js';
