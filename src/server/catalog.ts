@@ -8,7 +8,7 @@
  * a git commit to Hub clients (which cache snapshots under it), and a
  * client may pass it back as the revision.
  */
-import { codecById, listRegistry, manifestDigests, manifestKey, nameProblem, parseManifest, tensorObjects, tensorsOf, tensorStoredBytes, type FamilyListing, type Registry, type VersionManifest } from '../index.js';
+import { codecById, manifestDigests, manifestKey, nameProblem, parseManifest, tensorObjects, tensorsOf, tensorStoredBytes, type FamilyListing, type Registry, type VersionManifest } from '../index.js';
 import { createHash } from 'node:crypto';
 import { notFound } from './http-errors.js';
 
