@@ -30,7 +30,7 @@ export type { ParentEstimate } from './registry/reference.js';
 export { getVersion, streamVersion, type GetOptions, type GetResult } from './registry/restore.js';
 export { readFile as readVersionFile } from './registry/decode-pipeline.js';
 export { readFileRange, checkFileRange, type FileRangeOptions } from './registry/file-range.js';
-export { chunkSource, type ChunkSource } from './registry/chunk-source.js';
+export { chunkSource, SharedChunkSources, type ChunkSource } from './registry/chunk-source.js';
 export { manifestKey } from './registry/registry.js';
 export { checkVersionName, nameProblem, MAX_NAME_LENGTH } from './registry/names.js';
 export { codecById } from './codec/index.js';

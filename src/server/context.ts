@@ -1,6 +1,5 @@
 /** What every route shares: the repositories, limits, counters, the write token and the decode slots. */
-import type { ChunkSource, Registry } from '../index.js';
-import { chunkSource } from '../index.js';
+import { SharedChunkSources, type ChunkSource, type Registry } from '../index.js';
 import type { FastifyReply } from 'fastify';
 import { CodecCache } from './catalog.js';
 import { HttpError } from './http-errors.js';
@@ -51,6 +50,8 @@ export interface ServerContext {
   token: string | undefined;
   codecs: CodecCache;
   slots: Slots;
+  /** Per registry: in-process decoding for small responses, one shared worker pool for large ones (closed with the server). */
+  sources: Map<Registry, SharedChunkSources>;
 }
 
 /** Run `fn` when the response is finished or abandoned, once. */
@@ -87,9 +88,11 @@ export async function leaseForResponse(reg: Registry, what: string, versions: st
   onResponseDone(reply, () => void setTimeout(() => void release().catch(() => undefined), LEASE_LINGER_MS).unref());
 }
 
-/** A chunk source for one response, its reads timed into the metrics; `close` when the response ends. */
+/** A chunk source for one response, its reads timed into the metrics. */
 export function timedSource(ctx: ServerContext, reg: Registry, expectedBytes: number): ChunkSource {
-  const inner = chunkSource(reg.reader, expectedBytes, reg.settings);
+  let shared = ctx.sources.get(reg);
+  if (!shared) ctx.sources.set(reg, (shared = new SharedChunkSources(reg.reader, reg.settings)));
+  const inner = shared.sourceFor(expectedBytes);
   const timed = async <T>(p: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     try {
@@ -104,6 +107,6 @@ export function timedSource(ctx: ServerContext, reg: Registry, expectedBytes: nu
     readInto: (d, out) => timed(() => inner.readInto(d, out)),
     readUnverified: (d, n, out) => timed(() => inner.readUnverified(d, n, out)),
     window: inner.window,
-    close: () => inner.close(),
+    close: async () => undefined, // shared: closed with the server
   };
 }

@@ -54,7 +54,7 @@ export function buildApp(opts: ServeOptions): { app: FastifyInstance; ctx: Serve
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const repos = RepoSet.scan(opts.path, opts.repo, opts.settings);
   const metrics = new Metrics();
-  const ctx: ServerContext = { repos, limits, metrics, token: opts.token, codecs: new CodecCache(), slots: new Slots(limits.maxConcurrentDecodes) };
+  const ctx: ServerContext = { repos, limits, metrics, token: opts.token, codecs: new CodecCache(), slots: new Slots(limits.maxConcurrentDecodes), sources: new Map() };
   const app = Fastify({
     logger: opts.jsonLogs ? { level: 'info', stream: process.stderr } : false, // stdout is for data (the --json start line)
     logController: new LogController({ disableRequestLogging: true }), // one line per request, written in onResponse below
@@ -117,6 +117,11 @@ export function buildApp(opts: ServeOptions): { app: FastifyInstance; ctx: Serve
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8');
     return metrics.render();
+  });
+
+  app.addHook('onClose', async () => {
+    await Promise.all([...ctx.sources.values()].map((s) => s.close()));
+    ctx.sources.clear();
   });
 
   v1Routes(app, ctx);
