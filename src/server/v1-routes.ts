@@ -106,6 +106,8 @@ export function v1Routes(app: FastifyInstance, ctx: ServerContext): void {
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     let last = 0;
+    const gone = new AbortController(); // the client closed the page: stop verifying
+    res.once('close', () => gone.abort());
     try {
       send('start', { version: version ?? null });
       const report = await verifyRegistry(reg, version, (p) => {
@@ -113,7 +115,7 @@ export function v1Routes(app: FastifyInstance, ctx: ServerContext): void {
         if (now - last < 100 && p.done < p.total) return;
         last = now;
         send('progress', { label: p.label, done: p.done, total: p.total });
-      });
+      }, { signal: gone.signal });
       const failures = report.versions.flatMap((v) => v.failures);
       if (!report.ok) ctx.metrics.verifyFailures.add(failures.length);
       const bytes = report.versions.reduce((a, v) => a + v.bytes, 0);
@@ -125,6 +127,7 @@ export function v1Routes(app: FastifyInstance, ctx: ServerContext): void {
         failures,
       });
     } catch (e) {
+      if (gone.signal.aborted) return;
       send('error', { code: (e as { code?: string }).code ?? 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) });
     } finally {
       release();
