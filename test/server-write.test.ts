@@ -147,3 +147,23 @@ test('limits: an upload over the byte limit is cut off (413); a stalled upload h
   assert.equal(await status, 201);
   assert.ok(Buffer.from(await (await fetch(`${s2.url}/v1/versions/slow/files/slow.safetensors`)).arrayBuffer()).equals(lastLayer));
 });
+
+test('a request that takes longer than the request time limit is cut off (408); nothing is added, the upload area is emptied', async (t) => {
+  const { dir } = await buildFixtureRegistry(t);
+  const uploadDir = tempDir(t, 'at1-uploads-');
+  const s = await serve(t, { path: dir, token: TOKEN, limits: { uploadDir, requestTimeoutMs: 1000 } });
+  const u = new URL(s.url);
+  const lastLayer = readFileSync(join(EMBEDDED, 'code-lastlayer.safetensors'));
+  const outcome = await new Promise<string>((resolve) => {
+    const req = request({ host: u.hostname, port: u.port, path: '/v1/versions/stalled', method: 'PUT', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream', 'content-length': String(lastLayer.length) } }, (res) => {
+      res.resume();
+      resolve(`status ${res.statusCode}`);
+    });
+    req.on('error', (e) => resolve(`closed (${(e as NodeJS.ErrnoException).code})`));
+    req.write(lastLayer.subarray(0, 100_000)); // and never the rest
+  });
+  assert.match(outcome, /^status 408$|^closed \(ECONNRESET\)$/);
+  assert.equal(await (await openRegistry(dir)).hasVersion('stalled'), false);
+  for (let i = 0; i < 100 && readdirSync(uploadDir).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(readdirSync(uploadDir), []);
+});

@@ -69,7 +69,13 @@ export function buildApp(opts: ServeOptions): { app: FastifyInstance; ctx: Serve
     },
     serverFactory: (handler) =>
       createServer(
-        { maxHeaderSize: limits.maxHeaderBytes, requestTimeout: limits.requestTimeoutMs, headersTimeout: Math.min(60_000, limits.requestTimeoutMs) },
+        {
+          maxHeaderSize: limits.maxHeaderBytes,
+          requestTimeout: limits.requestTimeoutMs,
+          headersTimeout: Math.min(60_000, limits.requestTimeoutMs),
+          // Node checks the timeouts this often (default 30 s): often enough that a short limit is a limit.
+          connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(limits.requestTimeoutMs / 4))),
+        },
         handler as (req: IncomingMessage, res: ServerResponse) => void,
       ),
   });
