@@ -168,6 +168,18 @@ test('v1 API on the fixture family', async (t) => {
     assert.equal(after - mid, 2, 'two chunks for a range across one boundary');
   });
 
+  await t.test('a range of a file decodes only the chunks it overlaps', async () => {
+    const file = fixture['prose-step0050']!;
+    const n = Number(file.readBigUInt64LE(0));
+    const header = JSON.parse(file.subarray(8, 8 + n).toString()) as Record<string, { data_offsets: [number, number] }>;
+    const at = 8 + n + header['lm_head.weight']!.data_offsets[0] + 2 * chunkBytes; // chunk 2 of lm_head
+    const before = metric(await (await get('/metrics')).text(), 'at1_decoded_chunks_total');
+    const r = await get('/v1/versions/prose-step0050/files/prose-step0050.safetensors', { headers: { range: `bytes=${at + 10}-${at + 99}` } });
+    assert.ok(Buffer.from(await r.arrayBuffer()).equals(file.subarray(at + 10, at + 100)));
+    const after = metric(await (await get('/metrics')).text(), 'at1_decoded_chunks_total');
+    assert.equal(after - before, 1, 'one tensor chunk, no header chunk, nothing else of the file');
+  });
+
   await t.test('If-None-Match → 304; If-Range with another ETag → the whole tensor', async () => {
     const etag = `"${sha(lm)}"`;
     const r = await get(lmUrl, { headers: { 'if-none-match': etag } });
