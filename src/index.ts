@@ -29,6 +29,11 @@ export type { AddOptions, AddResult } from './registry/add-version.js';
 export type { ParentEstimate } from './registry/reference.js';
 export { getVersion, streamVersion, type GetOptions, type GetResult } from './registry/restore.js';
 export { readFile as readVersionFile } from './registry/decode-pipeline.js';
+export { readFileRange, checkFileRange, type FileRangeOptions } from './registry/file-range.js';
+export { chunkSource, SharedChunkSources, type ChunkSource } from './registry/chunk-source.js';
+export { manifestKey } from './registry/registry.js';
+export { checkVersionName, nameProblem, MAX_NAME_LENGTH } from './registry/names.js';
+export { codecById } from './codec/index.js';
 export { verifyRegistry, type VerifyReport, type VersionVerdict, type VerifyFailure } from './registry/verify.js';
 export { listRegistry, type FamilyListing, type VersionRow } from './registry/list.js';
 export { removeVersion, type RemoveOptions, type RemoveResult } from './registry/remove.js';
@@ -40,6 +45,7 @@ export { TensorReader, type ReadOptions as TensorReadOptions } from './registry/
 export { findTensor, readTensorRange, readTensorBytes, rowRange, tensorsOf, tensorObjects, tensorStoredBytes, type TensorLocation, type ByteRange } from './registry/tensor-access.js';
 export { typedView, toFloat32, type TypedView } from './format/dtype-convert.js';
 export type { VersionManifest, TensorEntry, FileEntry } from './registry/manifest.js';
+export { manifestDigests, parseManifest } from './registry/manifest.js';
 export type { ProgressEvent, ProgressFn } from './registry/progress.js';
 
 // Inputs and formats.
@@ -86,3 +92,13 @@ export { ArchiveReader, ArchiveWriter, readArchiveBytes, writeArchiveBytes, type
 export { treeStreamPlan, treeStream, unpackTree, type TreeEntry, type TreePlan } from './lmcodec/tree-stream.js';
 export { ArithmeticEncoder, ArithmeticDecoder, MAX_TOTAL as ARITHMETIC_MAX_TOTAL } from './codec/entropy/arithmetic.js';
 export { detExp, detLog, detPow, detSinCos } from './kernels/det-math.js';
+// Serving a registry over HTTP (`at1 serve`): the v1 API, Hub-compatible routes, the page.
+// Loaded on first use, so the other commands do not load the HTTP stack.
+export type { RunningServer } from './server/server.js';
+export { DEFAULT_LIMITS, type ServeOptions, type Limits } from './server/options.js';
+export async function startServer(opts: import('./server/options.js').ServeOptions): Promise<import('./server/server.js').RunningServer> {
+  return (await import('./server/server.js')).startServer(opts);
+}
+export async function readTokenFile(path: string): Promise<string> {
+  return (await import('./server/auth.js')).readTokenFile(path);
+}
