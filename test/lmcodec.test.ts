@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, statSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import {
   ArithmeticDecoder,
   ArithmeticEncoder,
@@ -38,9 +38,12 @@ const SNIPPETS = join(REPO, 'test/fixtures/corpus-snippets');
 const model = { configPath: CONFIG, tokenizerPath: TOKENIZER };
 
 let reg = '';
+const cleanups: (() => void)[] = [];
+after(() => {
+  for (const f of cleanups) f();
+});
 before(async () => {
-  const t = { after: (_fn: () => void) => undefined };
-  reg = join(tempDir(t, 'at1-lmcodec-'), 'reg');
+  reg = join(tempDir({ after: (fn) => cleanups.push(fn) }, 'at1-lmcodec-'), 'reg');
   const { registry } = await initRegistry(reg, join(EMBEDDED, 'base.safetensors'), { name: 'base' });
   await add(registry, join(EMBEDDED, 'prose-step0050.safetensors'), { name: 'prose', parent: 'base' });
 });

@@ -75,6 +75,8 @@ function compressCommand(): Command {
         archive: o.out, version, input, inputBytes: r.inputBytes, archiveBytes: r.archiveBytes, ratio: r.inputBytes ? r.archiveBytes / r.inputBytes : 0,
         bitsPerByte: r.inputBytes ? (r.archiveBytes * 8) / r.inputBytes : 0, frames: r.trailer.frames.length, tokens: r.tokens, byteFrames: r.byteFrames,
         seconds: r.seconds, bytesPerSecond: r.inputBytes / Math.max(r.seconds, 1e-9), sha256: r.trailer.input.sha256, verified: true,
+        // where the bytes went (ideal code lengths): vocabulary tokens, escape symbols, escape bytes
+        bytesFor: { tokens: Math.round(r.bits.tokens / 8), escapes: Math.round(r.bits.escapes / 8), escapeBytes: Math.round(r.bits.escapeBytes / 8) },
       };
       if (o.json) return printJson(summary);
       process.stdout.write(
