@@ -3,19 +3,22 @@
  * weights, for the JS reference, the WebAssembly SIMD kernels on 1 and 2 threads (weights copied
  * into the module's memory per call, as for a plain ArrayBuffer, and weights already there via
  * alloc), and onnxruntime-node (F32 MatMul, 1 and 2 intra-op threads) measured in the same run
- * when it is installed. It is not a dependency: its install script downloads from nuget.org, which
- * breaks `npm ci` on a machine that reaches only the npm registry. Install it for a bench run with
- *   ONNXRUNTIME_NODE_INSTALL=skip npm install --no-save onnxruntime-node@1.30.0
- * Without it the published figures are printed, marked as not measured.
+ * It is not a dependency of at1: its install script downloads from nuget.org, which breaks
+ * `npm ci` on a machine that reaches only the npm registry. It is one of the bench-only references
+ * of bench/peer/package.json, installed there (with ONNXRUNTIME_NODE_INSTALL=skip, from that
+ * folder's lock file) the first time this bench runs; see bench/peer/install.ts. When that cannot
+ * be done the published figures are printed, marked as not measured.
  * Every figure is the median of several timed runs.
  *
  *   node --import tsx bench/kernels-bench.ts [--rows 4096] [--cols 4096] [--runs 5] [--skip-ref]
  */
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { WeightDType, WeightMatrix } from '../src/kernels/dtype.js';
 import * as ref from '../src/kernels/reference.js';
 import { type WasmKernels, wasmKernels } from '../src/kernels/wasm.js';
+import { ensurePeerPackage, PEER_DIR } from './peer/install.js';
 
 const { values } = parseArgs({
   options: {
@@ -125,8 +128,13 @@ function onnxMatMul(T: number): Uint8Array {
 }
 
 async function loadOrt(): Promise<Ort | undefined> {
+  const missing = ensurePeerPackage('onnxruntime-node');
+  if (missing) {
+    console.error(`onnxruntime-node is not available: ${missing}; its published figures are printed instead`);
+    return undefined;
+  }
   try {
-    return createRequire(import.meta.url)('onnxruntime-node') as Ort;
+    return createRequire(join(PEER_DIR, 'package.json'))('onnxruntime-node') as Ort;
   } catch (e) {
     console.error(`onnxruntime-node cannot run here (${(e as Error).message.split('\n')[0]}); its published figures are printed instead`);
     return undefined;

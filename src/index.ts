@@ -31,6 +31,11 @@ export type { AddOptions, AddResult } from './registry/add-version.js';
 export type { ParentEstimate } from './registry/reference.js';
 export { getVersion, streamVersion, type GetOptions, type GetResult } from './registry/restore.js';
 export { readFile as readVersionFile } from './registry/decode-pipeline.js';
+export { readFileRange, checkFileRange, type FileRangeOptions } from './registry/file-range.js';
+export { chunkSource, SharedChunkSources, type ChunkSource } from './registry/chunk-source.js';
+export { manifestKey } from './registry/registry.js';
+export { checkVersionName, nameProblem, MAX_NAME_LENGTH } from './registry/names.js';
+export { codecById } from './codec/index.js';
 export { verifyRegistry, type VerifyReport, type VersionVerdict, type VerifyFailure } from './registry/verify.js';
 export { listRegistry, type FamilyListing, type VersionRow } from './registry/list.js';
 export { removeVersion, type RemoveOptions, type RemoveResult } from './registry/remove.js';
@@ -42,6 +47,7 @@ export { TensorReader, type ReadOptions as TensorReadOptions } from './registry/
 export { findTensor, readTensorRange, readTensorBytes, rowRange, tensorsOf, tensorObjects, tensorStoredBytes, type TensorLocation, type ByteRange } from './registry/tensor-access.js';
 export { typedView, toFloat32, type TypedView } from './format/dtype-convert.js';
 export type { VersionManifest, TensorEntry, FileEntry } from './registry/manifest.js';
+export { manifestDigests, parseManifest } from './registry/manifest.js';
 export type { ProgressEvent, ProgressFn } from './registry/progress.js';
 
 // Inputs and formats.
@@ -75,3 +81,26 @@ export {
   type MemoryPlan,
   type ModelStats,
 } from './runtime/index.js';
+
+// The LM-codec archival tier (src/lmcodec): text compressed by a model from the registry.
+export { compressToArchive, decompressArchive, verifyArchive, DEFAULT_FRAME_SIZE, type ArchiveProgress, type CompressOptions, type CompressResult, type DecompressOptions, type DecompressResult } from './lmcodec/archive.js';
+export { benchArchive, type BenchRow, type BenchOptions } from './lmcodec/bench.js';
+export { openCoder, CODEC as LM_CODEC, type Coder, type CoderOptions } from './lmcodec/coder.js';
+export { encodeFrame, decodeFrame, type EncodedFrame, type FrameCoderOptions } from './lmcodec/frame-codec.js';
+export { TokenPredictor, FREQ_TOTAL } from './lmcodec/predictor.js';
+export { segmentsOf, segmentLogits, IncrementalLogits, type Segment } from './lmcodec/lm-context.js';
+export { TokenBytes, tokenizeFrame, reconstruct, type VocabularyView, type TokenizedFrame } from './lmcodec/tokenize-bytes.js';
+export { ArchiveReader, ArchiveWriter, readArchiveBytes, writeArchiveBytes, type ArchiveTrailer, type ArchiveFrame, type ArchiveModel } from './lmcodec/container.js';
+export { treeStreamPlan, treeStream, unpackTree, type TreeEntry, type TreePlan } from './lmcodec/tree-stream.js';
+export { ArithmeticEncoder, ArithmeticDecoder, MAX_TOTAL as ARITHMETIC_MAX_TOTAL } from './codec/entropy/arithmetic.js';
+export { detExp, detLog, detPow, detSinCos } from './kernels/det-math.js';
+// Serving a registry over HTTP (`at1 serve`): the v1 API, Hub-compatible routes, the page.
+// Loaded on first use, so the other commands do not load the HTTP stack.
+export type { RunningServer } from './server/server.js';
+export { DEFAULT_LIMITS, type ServeOptions, type Limits } from './server/options.js';
+export async function startServer(opts: import('./server/options.js').ServeOptions): Promise<import('./server/server.js').RunningServer> {
+  return (await import('./server/server.js')).startServer(opts);
+}
+export async function readTokenFile(path: string): Promise<string> {
+  return (await import('./server/auth.js')).readTokenFile(path);
+}

@@ -377,3 +377,40 @@ export function randomMatrix(dtype: WeightDType, rows: number, cols: number, see
   });
   return { dtype, rows, cols, bytes: new Uint8Array(u.buffer) };
 }
+
+// ------------------------------------------------------------ tokenizers
+
+/**
+ * tokenizer.json of a BPE tokenizer with byte fallback and the fixture's normalizer and decoder
+ * (SentencePiece style: ▁ for spaces, one leading ▁ prepended and stripped again), with a tiny
+ * vocabulary: <unk> <s> </s>, the 256 byte tokens, a–z . , ▁ and two merges. Every character
+ * outside that vocabulary becomes byte tokens, so text of any script round-trips.
+ */
+export function byteFallbackTokenizerJson(): object {
+  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
+  let id = 259;
+  for (const ch of '▁abcdefghijklmnopqrstuvwxyz.,') vocab[ch] = id++;
+  vocab['▁c'] = id++;
+  vocab['af'] = id++;
+  const special = ['<unk>', '<s>', '</s>'];
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: special.map((content, i) => ({ id: i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    pre_tokenizer: null,
+    post_processor: null,
+    decoder: {
+      type: 'Sequence',
+      decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }],
+    },
+    model: {
+      type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null,
+      fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: ['▁ c', 'a f'],
+    },
+  };
+}
+
+export const BYTE_FALLBACK_TOKENIZER_CONFIG = { bos_token: '<s>', eos_token: '</s>' };

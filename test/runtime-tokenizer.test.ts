@@ -9,7 +9,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { LlamaTokenizer } from '../src/runtime/index.js';
-import { FIXTURE, HAS_SHARED_CORPUS, SHARED_CORPUS, SNIPPETS } from './runtime-helpers.js';
+import { BYTE_FALLBACK_TOKENIZER_CONFIG, FIXTURE, HAS_SHARED_CORPUS, SHARED_CORPUS, SNIPPETS, byteFallbackTokenizerJson } from './runtime-helpers.js';
 
 const fixtureTokenizer = (): Promise<LlamaTokenizer> => LlamaTokenizer.fromDir(FIXTURE);
 
@@ -40,33 +40,7 @@ function streamed(tk: LlamaTokenizer, ids: number[], opts: { context?: number[];
 
 /** A BPE tokenizer with byte fallback, the fixture's normalizer and decoder, a tiny vocabulary. */
 function byteFallbackTokenizer(): LlamaTokenizer {
-  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
-  for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
-  let id = 259;
-  for (const ch of '▁abcdefghijklmnopqrstuvwxyz.,') vocab[ch] = id++;
-  vocab['▁c'] = id++;
-  vocab['af'] = id++;
-  const special = ['<unk>', '<s>', '</s>'];
-  return new LlamaTokenizer(
-    {
-      version: '1.0',
-      truncation: null,
-      padding: null,
-      added_tokens: special.map((content, i) => ({ id: i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-      normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
-      pre_tokenizer: null,
-      post_processor: null,
-      decoder: {
-        type: 'Sequence',
-        decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }],
-      },
-      model: {
-        type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null,
-        fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: ['▁ c', 'a f'],
-      },
-    },
-    { bos_token: '<s>', eos_token: '</s>' },
-  );
+  return new LlamaTokenizer(byteFallbackTokenizerJson(), BYTE_FALLBACK_TOKENIZER_CONFIG);
 }
 
 describe('fixture tokenizer', () => {
@@ -128,6 +102,14 @@ describe('byte-fallback tokens', () => {
     assert.equal(s, text);
     assert.ok(parts.every((p) => !p.includes('\uFFFD')), JSON.stringify(parts));
     assert.ok(parts.includes('😀') && parts.includes('日') && parts.includes('本'));
+  });
+
+  it("transformers' clean_up_tokenization_spaces only when tokenizer_config.json sets it (the library's default would change `a != b` to `a!= b`)", () => {
+    const text = "x != y , z . do n't";
+    const plain = byteFallbackTokenizer();
+    assert.equal(plain.decode(plain.encode(text)), text);
+    const cleaning = new LlamaTokenizer(byteFallbackTokenizerJson(), { ...BYTE_FALLBACK_TOKENIZER_CONFIG, clean_up_tokenization_spaces: true });
+    assert.equal(cleaning.decode(cleaning.encode(text)), "x!= y, z. don't");
   });
 
   it('invalid byte sequences (a lone lead byte, 0xFF) stream to the whole decode', () => {

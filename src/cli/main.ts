@@ -4,7 +4,9 @@ import { At1Error, errnoOf, fsError } from '../index.js';
 import { registryCommand } from './registry-commands.js';
 import { perplexityCommand, runCommand } from './model-commands.js';
 import { demoCommand } from './demo.js';
+import { archiveCommand } from './archive-commands.js';
 import { tensorCommand } from './tensor-commands.js';
+import { serveCommand } from './serve-commands.js';
 import { EXIT, escapeControl, exitCodeFor } from './output.js';
 
 /** The stack of `e` and of every cause under it, for AT1_DEBUG=1. */
@@ -64,6 +66,8 @@ export async function main(argv: string[]): Promise<void> {
   program.addCommand(tensorCommand());
   program.addCommand(runCommand());
   program.addCommand(perplexityCommand());
+  program.addCommand(archiveCommand());
+  program.addCommand(serveCommand());
   program.addCommand(demoCommand());
   // Commands added with addCommand do not inherit these settings: a usage error anywhere must exit 2 through main, not 1 from commander.
   const inherit = (c: Command): void => {

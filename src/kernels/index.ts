@@ -8,6 +8,7 @@ import * as ref from './reference.js';
 
 export type { MatmulArgs, AttentionArgs } from './reference.js';
 export { dot, matvec, decodeVector, ropeInvFreq, ropeAngles } from './reference.js';
+export { detExp, detLog, detPow, detSinCos } from './det-math.js';
 export * from './dtype.js';
 export { type WasmKernelOptions, type WasmKernels, wasmKernels, wasmAvailable } from './wasm.js';
 

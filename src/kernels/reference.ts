@@ -19,7 +19,12 @@
  *   one dot product.
  * - Element-wise steps (RMSNorm, SiLU, softmax, RoPE, residual adds) compute in
  *   float64 with a fixed sequential order and round to float32 on store.
+ * - exp, pow, sin and cos are det-math.ts's (fdlibm's algorithms in plain
+ *   IEEE arithmetic), never Math.exp & co., whose last bit the language leaves
+ *   to the engine: the LM codec needs the same logits on every machine.
+ *   Math.sqrt is correctly rounded by the standard and stays.
  */
+import { detExp, detPow, detSinCos } from './det-math.js';
 import { type WeightMatrix, type RowDecoder, ScratchRow, decodeRow, f16ToF32Table, rowDecoder } from './dtype.js';
 
 /** The 4-lane float64 dot product of a[aOff..aOff+n) and b[bOff..bOff+n). */
@@ -186,7 +191,7 @@ export function softmax64(x: Float64Array, off: number, n: number): void {
   for (let i = 0; i < n; i++) if (x[off + i]! > max) max = x[off + i]!;
   let sum = 0;
   for (let i = 0; i < n; i++) {
-    const e = Math.exp(x[off + i]! - max);
+    const e = detExp(x[off + i]! - max);
     x[off + i] = e;
     sum += e;
   }
@@ -198,16 +203,17 @@ export function softmax64(x: Float64Array, off: number, n: number): void {
 export function ropeInvFreq(headDim: number, theta: number): Float64Array {
   const half = headDim >> 1;
   const f = new Float64Array(half);
-  for (let i = 0; i < half; i++) f[i] = 1 / Math.pow(theta, (2 * i) / headDim);
+  for (let i = 0; i < half; i++) f[i] = 1 / detPow(theta, (2 * i) / headDim);
   return f;
 }
 
 /** cos/sin of pos · invFreq[i], written to cos[0..half), sin[0..half). */
 export function ropeAngles(pos: number, invFreq: Float64Array, cos: Float64Array, sin: Float64Array): void {
+  const sc = { sin: 0, cos: 0 };
   for (let i = 0; i < invFreq.length; i++) {
-    const a = pos * invFreq[i]!;
-    cos[i] = Math.cos(a);
-    sin[i] = Math.sin(a);
+    detSinCos(pos * invFreq[i]!, sc);
+    cos[i] = sc.cos;
+    sin[i] = sc.sin;
   }
 }
 
@@ -234,7 +240,7 @@ export function rope(x: Float32Array, off: number, heads: number, headDim: numbe
 export function swiglu(gate: Float32Array, up: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) {
     const g = gate[i]!;
-    gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+    gate[i] = (g / (1 + detExp(-g))) * up[i]!;
   }
 }
 
@@ -242,7 +248,7 @@ export function swiglu(gate: Float32Array, up: Float32Array, n: number): void {
 export function silu(x: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) {
     const g = x[i]!;
-    x[i] = g / (1 + Math.exp(-g));
+    x[i] = g / (1 + detExp(-g));
   }
 }
 
@@ -281,12 +287,29 @@ export function attention(a: AttentionArgs): void {
   const kvDim = nKvHeads * headDim;
   const qDim = nHeads * headDim;
   const scale = 1 / Math.sqrt(headDim);
+  const hd4 = headDim - (headDim & 3);
   for (let t = 0; t < T; t++) {
     const n = pos0 + t + 1;
     for (let h = 0; h < nHeads; h++) {
       const qOff = t * qDim + h * headDim;
       const kvOff = Math.floor(h / group) * headDim;
-      for (let j = 0; j < n; j++) scores[j] = dot(q, qOff, kCache, j * kvDim + kvOff, headDim) * scale;
+      for (let j = 0; j < n; j++) {
+        // dot(q, kCache) inlined (the same 4-lane float64 order, so the same bits): this loop is the hot spot of long contexts
+        const kOff = j * kvDim + kvOff;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let d = 0;
+        for (; d < hd4; d += 4) {
+          s0 += q[qOff + d]! * kCache[kOff + d]!;
+          s1 += q[qOff + d + 1]! * kCache[kOff + d + 1]!;
+          s2 += q[qOff + d + 2]! * kCache[kOff + d + 2]!;
+          s3 += q[qOff + d + 3]! * kCache[kOff + d + 3]!;
+        }
+        for (; d < headDim; d++) s0 += q[qOff + d]! * kCache[kOff + d]!;
+        scores[j] = (s0 + s1 + (s2 + s3)) * scale;
+      }
       softmax64(scores, 0, n);
       acc.fill(0, 0, headDim);
       for (let j = 0; j < n; j++) {

@@ -9,6 +9,7 @@
  * any file). A one-file version holds only tensors, so it needs them given
  * (`--config`, `--tokenizer`); the error says so.
  */
+import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { At1Error } from '../errors.js';
@@ -46,6 +47,9 @@ export interface OpenedModel {
   weights: VersionWeights;
   /** The kernels in use while the model is open ('js-reference', 'wasm-simd…'). */
   kernelName: string;
+  /** SHA-256 of the config.json bytes used, and of tokenizer.json's (the LM codec records both) */
+  configSha256: string;
+  tokenizerSha256: string;
   close(): Promise<void>;
 }
 
@@ -71,26 +75,49 @@ function parseStored(bytes: Uint8Array, version: string, path: string): unknown 
   }
 }
 
-async function loadConfig(w: VersionWeights, version: string, opts: OpenModelOptions): Promise<LlamaConfig> {
-  if (opts.configPath) return parseLlamaConfig(await readJsonFile(opts.configPath, 'config'));
-  const stored = await w.sideFile('config.json');
-  if (!stored) throw new At1Error('E_INPUT', `version ${version} holds no config.json (it is ${w.manifest.layout === 'file' ? 'one safetensors file' : 'a model directory without one'}); pass --config PATH`);
-  return parseLlamaConfig(parseStored(stored, version, 'config.json'));
+const sha256Hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+function parseFileJson(bytes: Uint8Array, path: string, what: string): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (e) {
+    throw new At1Error('E_INPUT', `${what} ${path} is not JSON: ${(e as Error).message}`);
+  }
 }
 
-async function loadTokenizer(w: VersionWeights, version: string, opts: OpenModelOptions): Promise<LlamaTokenizer> {
+async function readBytes(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw new At1Error('E_NOT_FOUND', `cannot read the ${what} ${path}: ${(e as Error).message}`);
+  }
+}
+
+async function loadConfig(w: VersionWeights, version: string, opts: OpenModelOptions): Promise<{ config: LlamaConfig; sha256: string }> {
+  if (opts.configPath) {
+    const bytes = await readBytes(opts.configPath, 'config');
+    return { config: parseLlamaConfig(parseFileJson(bytes, opts.configPath, 'config')), sha256: sha256Hex(bytes) };
+  }
+  const stored = await w.sideFile('config.json');
+  if (!stored) throw new At1Error('E_INPUT', `version ${version} holds no config.json (it is ${w.manifest.layout === 'file' ? 'one safetensors file' : 'a model directory without one'}); pass --config PATH`);
+  return { config: parseLlamaConfig(parseStored(stored, version, 'config.json')), sha256: sha256Hex(stored) };
+}
+
+async function loadTokenizer(w: VersionWeights, version: string, opts: OpenModelOptions): Promise<{ tokenizer: LlamaTokenizer; sha256: string }> {
   if (opts.tokenizerPath) {
     const st = await stat(opts.tokenizerPath).catch(() => undefined);
-    if (st?.isDirectory()) return LlamaTokenizer.fromDir(opts.tokenizerPath);
-    const json = (await readJsonFile(opts.tokenizerPath, 'tokenizer')) as object;
-    const cfgPath = join(dirname(opts.tokenizerPath), 'tokenizer_config.json');
+    const jsonPath = st?.isDirectory() ? join(opts.tokenizerPath, 'tokenizer.json') : opts.tokenizerPath;
+    const bytes = await readBytes(jsonPath, 'tokenizer');
+    const json = parseFileJson(bytes, jsonPath, 'tokenizer') as object;
+    const cfgPath = join(dirname(jsonPath), 'tokenizer_config.json');
     const cfg = (await stat(cfgPath).catch(() => undefined)) ? ((await readJsonFile(cfgPath, 'tokenizer config')) as object) : {};
-    return new LlamaTokenizer(json, cfg);
+    return { tokenizer: new LlamaTokenizer(json, cfg), sha256: sha256Hex(bytes) };
   }
   const stored = await w.sideFile('tokenizer.json');
   if (!stored) throw new At1Error('E_INPUT', `version ${version} holds no tokenizer.json; pass --tokenizer PATH`);
   const cfgBytes = await w.sideFile('tokenizer_config.json');
-  return new LlamaTokenizer(parseStored(stored, version, 'tokenizer.json') as object, cfgBytes ? (parseStored(cfgBytes, version, 'tokenizer_config.json') as object) : {});
+  const tokenizer = new LlamaTokenizer(parseStored(stored, version, 'tokenizer.json') as object, cfgBytes ? (parseStored(cfgBytes, version, 'tokenizer_config.json') as object) : {});
+  return { tokenizer, sha256: sha256Hex(stored) };
 }
 
 /**
@@ -106,8 +133,8 @@ export async function openModel(reg: Registry, version: string, opts: OpenModelO
   let installed: WasmKernels | undefined;
   let previous: Kernels | undefined;
   try {
-    const config = await loadConfig(weights, version, opts);
-    const tokenizer = await loadTokenizer(weights, version, opts);
+    const { config, sha256: configSha256 } = await loadConfig(weights, version, opts);
+    const { tokenizer, sha256: tokenizerSha256 } = await loadTokenizer(weights, version, opts);
     previous = kernels();
     if (opts.kernels === 'js') useKernels(referenceKernels);
     else useKernels((installed = await wasmKernels({ threads })));
@@ -120,6 +147,8 @@ export async function openModel(reg: Registry, version: string, opts: OpenModelO
       model,
       weights,
       kernelName: kernels().name,
+      configSha256,
+      tokenizerSha256,
       close: async () => {
         await model.close();
         useKernels(prev);

@@ -75,3 +75,36 @@ export function chunkSource(reader: ChunkReader, totalBytes: number, settings: P
   const source = readerSource(reader.withDecoder(pooledDecoder(pool, pool.size)), window);
   return { ...source, close: () => pool.close() };
 }
+
+/**
+ * Chunk sources for a long-running reader of one registry (a server):
+ * in-process for small reads, and for large ones one worker pool shared by
+ * every read, started at the first that needs it and ended by `close`, so
+ * concurrent downloads neither start a pool each nor run more workers than
+ * the settings allow. The sources handed out have a no-op close.
+ */
+export class SharedChunkSources {
+  private pooled: { pool: WorkerPool; source: ChunkSource } | undefined;
+
+  constructor(
+    private readonly reader: ChunkReader,
+    private readonly settings: Pick<RegistrySettings, 'workers' | 'threads'>,
+  ) {}
+
+  /** A source for a read of `expectedBytes` in all. */
+  sourceFor(expectedBytes: number): ChunkSource {
+    if (!wantsPool(expectedBytes, this.settings)) return readerSource(this.reader);
+    if (!this.pooled) {
+      const pool = new WorkerPool(defaultPoolSize('decode', this.settings.threads));
+      const source = readerSource(this.reader.withDecoder(pooledDecoder(pool, pool.size)), pool.size * READS_PER_WORKER);
+      this.pooled = { pool, source };
+    }
+    return this.pooled.source;
+  }
+
+  async close(): Promise<void> {
+    const p = this.pooled;
+    this.pooled = undefined;
+    await p?.pool.close();
+  }
+}

@@ -50,6 +50,13 @@ export interface ReadOptions {
   signal?: AbortSignal;
   /** Chunks read and decoded at once; default: the source's window. */
   concurrency?: number;
+  /**
+   * `stream` only: yield a whole tensor, too, piece by piece as each chunk
+   * passes its own digest (as a range is), instead of checking the tensor's
+   * digest after the last piece. For a server, which must never send a byte
+   * before it was checked.
+   */
+  eachChunk?: boolean;
 }
 
 export function checkByteRange(t: TensorEntry, r: ByteRange): void {
@@ -182,7 +189,7 @@ export class TensorReader {
   async *stream(loc: TensorLocation, opts: ReadOptions = {}): AsyncGenerator<Uint8Array> {
     const { tensor: t, file: f, manifest: m } = loc;
     opts.signal?.throwIfAborted();
-    if (opts.range === undefined || (opts.range.start === 0 && opts.range.end === t.length)) {
+    if (!opts.eachChunk && (opts.range === undefined || (opts.range.start === 0 && opts.range.end === t.length))) {
       if (opts.range) checkByteRange(t, opts.range);
       for await (const r of decodePieces(this.source, tensorPieces(t, f), { version: m.name, file: f.path })) {
         opts.signal?.throwIfAborted();
@@ -191,9 +198,10 @@ export class TensorReader {
       }
       return;
     }
-    checkByteRange(t, opts.range);
+    const range = opts.range ?? { start: 0, end: t.length };
+    checkByteRange(t, range);
     const parts = parallelMap(
-      partsOf(f, t, opts.range),
+      partsOf(f, t, range),
       async (p) => {
         try {
           return (await this.source.read(p.digest, p.length)).subarray(p.from, p.to); // checked against the chunk's digest

@@ -34,7 +34,7 @@ export interface VerifyReport {
   versions: VersionVerdict[];
 }
 
-export async function verifyVersion(source: ChunkSource, m: VersionManifest, onBytes: (n: number) => void): Promise<VersionVerdict> {
+export async function verifyVersion(source: ChunkSource, m: VersionManifest, onBytes: (n: number) => void, signal?: AbortSignal): Promise<VersionVerdict> {
   const failures: VerifyFailure[] = [];
   let bytes = 0;
   let tensors = 0;
@@ -44,6 +44,7 @@ export async function verifyVersion(source: ChunkSource, m: VersionManifest, onB
     const before = failures.length;
     if (f.kind === 'safetensors') tensors += f.tensors.length;
     for await (const r of decodePieces(source, filePieces(f), where)) {
+      signal?.throwIfAborted();
       if (r.error) {
         failures.push({ ...where, tensor: r.piece.tensor?.name, reason: r.error.message });
         continue;
@@ -59,12 +60,12 @@ export async function verifyVersion(source: ChunkSource, m: VersionManifest, onB
   return { version: m.name, ok: failures.length === 0, bytes, tensors, failures };
 }
 
-/** Verify one version, or every version when `name` is undefined. */
-export async function verifyRegistry(reg: Registry, name: string | undefined, onProgress?: ProgressFn): Promise<VerifyReport> {
-  return reg.reading(name === undefined ? 'verify' : `verify ${name}`, name === undefined ? [] : [name], () => verifyUnderLease(reg, name, onProgress));
+/** Verify one version, or every version when `name` is undefined. `signal` stops it (a server's client went away). */
+export async function verifyRegistry(reg: Registry, name: string | undefined, onProgress?: ProgressFn, opts: { signal?: AbortSignal } = {}): Promise<VerifyReport> {
+  return reg.reading(name === undefined ? 'verify' : `verify ${name}`, name === undefined ? [] : [name], () => verifyUnderLease(reg, name, onProgress, opts.signal));
 }
 
-async function verifyUnderLease(reg: Registry, name: string | undefined, onProgress?: ProgressFn): Promise<VerifyReport> {
+async function verifyUnderLease(reg: Registry, name: string | undefined, onProgress?: ProgressFn, signal?: AbortSignal): Promise<VerifyReport> {
   let manifests: VersionManifest[];
   if (name !== undefined) manifests = [await reg.manifest(name)];
   else {
@@ -82,7 +83,7 @@ async function verifyUnderLease(reg: Registry, name: string | undefined, onProgr
         await verifyVersion(source, m, (n) => {
           done += n;
           onProgress?.({ label: `verify ${m.name}`, done, total, unit: 'bytes' });
-        }),
+        }, signal),
       );
     }
   } finally {

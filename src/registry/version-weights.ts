@@ -15,6 +15,7 @@
  * leave the version's objects alone while a model runs from it.
  */
 import { At1Error } from '../errors.js';
+import { newSha256 } from '../util/hash.js';
 import { readFile } from './decode-pipeline.js';
 import type { Registry } from './registry.js';
 import { TensorReader, type TensorLocation } from './tensor-reader.js';
@@ -75,6 +76,20 @@ export class VersionWeights {
   tensor(name: string): VersionWeightInfo | undefined {
     const l = this.byName.get(name);
     return l ? { name, dtype: l.tensor.dtype, shape: [...l.tensor.shape] } : undefined;
+  }
+
+  /**
+   * The identity of the weights: SHA-256 of one line `name\tdtype\tshape\tsha256\n` per tensor,
+   * sorted by name (UTF-16 order). Unchanged by anything that keeps the tensors (a rebase rewrites
+   * the manifest's parent, not the weights); the LM codec records it to refuse another model.
+   */
+  weightsDigest(): string {
+    const lines = [...this.byName.values()]
+      .map((l) => `${l.tensor.name}\t${l.tensor.dtype}\t${l.tensor.shape.join(',')}\t${l.tensor.sha256}\n`)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const h = newSha256();
+    for (const line of lines) h.update(line);
+    return h.digest('hex');
   }
 
   /** Bytes [byteOffset, byteOffset + byteLength) of a tensor into dest[0, byteLength), verified (see the file comment). */

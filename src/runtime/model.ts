@@ -26,6 +26,7 @@ import {
   ropeInvFreq,
   rowDecoder,
 } from '../kernels/index.js';
+import { detExp, detLog } from '../kernels/det-math.js';
 import type { LlamaConfig } from './config.js';
 import type { WeightSource } from './weight-source.js';
 import { makeSampler, type SampleOptions } from './sampler.js';
@@ -510,8 +511,8 @@ export function nllOf(logits: Float32Array, off: number, V: number, target: numb
   let max = -Infinity;
   for (let i = 0; i < V; i++) if (logits[off + i]! > max) max = logits[off + i]!;
   let sum = 0;
-  for (let i = 0; i < V; i++) sum += Math.exp(logits[off + i]! - max);
-  return max + Math.log(sum) - logits[off + target]!;
+  for (let i = 0; i < V; i++) sum += detExp(logits[off + i]! - max);
+  return max + detLog(sum) - logits[off + target]!;
 }
 
 // ---------------------------------------------------------------- residency

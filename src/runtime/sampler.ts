@@ -4,6 +4,7 @@
  * deterministic PRNG (xoshiro128**), so a seed always gives the same tokens.
  */
 import { At1Error } from '../errors.js';
+import { detExp } from '../kernels/det-math.js';
 
 export interface SampleOptions {
   /** 0 (default) is greedy */
@@ -96,7 +97,7 @@ export function makeSampler(opts: SampleOptions): (logits: Float32Array) => numb
     const max = logits[order[0]!]!;
     let sum = 0;
     for (let j = 0; j < keep; j++) {
-      const e = Math.exp((logits[order[j]!]! - max) / temperature);
+      const e = detExp((logits[order[j]!]! - max) / temperature);
       probs[j] = e;
       sum += e;
     }

@@ -19,7 +19,18 @@ export class LlamaTokenizer {
   private readonly tk: Tokenizer;
   readonly bosTokenId: number | undefined;
   readonly eosTokenId: number | undefined;
+  /** the model's <unk> (tokenizer.json model.unk_token), if it has one */
+  readonly unkTokenId: number | undefined;
+  /** ids 0 .. vocabularySize − 1 (the added tokens included) */
+  readonly vocabularySize: number;
   private readonly byteTokens: Uint8Array;
+  /**
+   * transformers' clean_up_tokenization_spaces (drops the space before . , ! ? and in " n't", " 'm" …):
+   * only when tokenizer_config.json asks for it. @huggingface/tokenizers applies it when the key is
+   * absent, as transformers did before 4.45; the Rust core never does, and it changes text
+   * (`a != b` decodes to `a!= b`), so decode would not give back what was encoded.
+   */
+  private readonly cleanUpSpaces: boolean;
 
   constructor(tokenizerJson: object, tokenizerConfig: object = {}) {
     try {
@@ -27,12 +38,16 @@ export class LlamaTokenizer {
     } catch (e) {
       throw new At1Error('E_UNSUPPORTED', `tokenizer.json cannot be loaded: ${(e as Error).message}`);
     }
-    const cfg = tokenizerConfig as { bos_token?: unknown; eos_token?: unknown };
+    const cfg = tokenizerConfig as { bos_token?: unknown; eos_token?: unknown; clean_up_tokenization_spaces?: unknown };
+    this.cleanUpSpaces = cfg.clean_up_tokenization_spaces === true;
     this.bosTokenId = this.specialId(cfg.bos_token);
     this.eosTokenId = this.specialId(cfg.eos_token);
     const vocab = this.tk.get_vocab(true);
     let n = 0;
     for (const id of vocab.values()) n = Math.max(n, id + 1);
+    this.vocabularySize = n;
+    const unk = (tokenizerJson as { model?: { unk_token?: unknown } }).model?.unk_token;
+    this.unkTokenId = typeof unk === 'string' ? this.tk.token_to_id(unk) ?? undefined : undefined;
     this.byteTokens = new Uint8Array(n);
     for (const [tok, id] of vocab) if (BYTE_TOKEN.test(tok)) this.byteTokens[id] = 1;
   }
@@ -62,7 +77,7 @@ export class LlamaTokenizer {
   /** Text of token ids; [] is '' (the library throws on an empty list). */
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
     if (ids.length === 0) return '';
-    return this.tk.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false });
+    return this.tk.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: this.cleanUpSpaces });
   }
 
   /** True for a byte-fallback token (<0xNN>), which may need the next ones to make a character. */

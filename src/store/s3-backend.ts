@@ -1,6 +1,6 @@
 /**
  * A Backend over an S3-compatible bucket (the contract: backend.ts; how S3
- * gives each promise: docs/FORMAT.md §12 and §14), with the AWS SDK v3.
+ * gives each promise: docs/FORMAT.md §12 and §15), with the AWS SDK v3.
  * Location `s3://bucket/prefix`: every key lives at `prefix/key`.
  *
  * - `create`: PUT with `If-None-Match: *` (412: the key exists).
@@ -540,7 +540,7 @@ export class S3Backend implements Backend {
     throw new At1Error(
       'E_UNSUPPORTED',
       `${this.location}: the service does not honour conditional writes (${problem}), so two writers could overwrite each other's versions and locks; ` +
-        'writes are refused. If you can guarantee that one writer at a time uses this registry, set AT1_S3_UNSAFE_SINGLE_WRITER=1 (docs/FORMAT.md §14)',
+        'writes are refused. If you can guarantee that one writer at a time uses this registry, set AT1_S3_UNSAFE_SINGLE_WRITER=1 (docs/FORMAT.md §15)',
     );
   }
 

@@ -1,7 +1,7 @@
 /**
  * Where an S3 backend points and how it talks: `s3://bucket/prefix`
  * locations, the endpoint, and the knobs users set through the environment
- * (docs/FORMAT.md §14). Credentials and region come from the AWS SDK's own
+ * (docs/FORMAT.md §15). Credentials and region come from the AWS SDK's own
  * chain (AWS_ACCESS_KEY_ID…, AWS_PROFILE, ~/.aws/config and credentials,
  * instance roles), so at1 reads no secret itself.
  */
@@ -47,7 +47,7 @@ export interface S3Settings {
   /**
    * AT1_S3_UNSAFE_SINGLE_WRITER=1: write even where the service ignores or
    * refuses conditional writes (If-None-Match / If-Match). The user then
-   * promises that one writer at a time uses the registry; see FORMAT.md §14.
+   * promises that one writer at a time uses the registry; see FORMAT.md §15.
    */
   unsafeSingleWriter: boolean;
 }
