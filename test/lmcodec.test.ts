@@ -25,6 +25,9 @@ import {
   initRegistry,
   add,
   openCoder,
+  reconstruct,
+  tokenizeFrame,
+  TokenBytes,
   segmentLogits,
   segmentsOf,
   verifyArchive,
@@ -131,6 +134,66 @@ describe('deterministic arithmetic', () => {
         }
       }
       assert.equal(compared, ids.length);
+    } finally {
+      await coder.close();
+    }
+  });
+});
+
+describe('tokens as bytes', () => {
+  test('a byte-level BPE vocabulary (GPT-2 / Llama 3 style) spells every byte; text maps with no escapes, invalid UTF-8 falls back', () => {
+    // the 256 byte characters of GPT-2's table, then a few merged tokens; a greedy longest-match encoder over that alphabet
+    const chars: string[] = [];
+    const bs: number[] = [];
+    for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
+    for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
+    for (let b = 0xae; b <= 0xff; b++) bs.push(b);
+    const cs = [...bs];
+    let n = 0;
+    for (let b = 0; b < 256; b++) if (!bs.includes(b)) (bs.push(b), cs.push(256 + n++));
+    const toChar = new Map<number, string>();
+    bs.forEach((b, i) => toChar.set(b, String.fromCharCode(cs[i]!)));
+    for (let b = 0; b < 256; b++) chars.push(toChar.get(b)!);
+    const vocab = [...chars, 'Ġthe', 'Ġcat', 'at', toChar.get(0xc3)! + toChar.get(0xa9)!];
+    const index = new Map(vocab.map((t, i) => [t, i]));
+    const view = {
+      vocabSize: vocab.length,
+      unkId: -1,
+      idToToken: (id: number) => vocab[id],
+      encode: (text: string) => {
+        const mapped = [...Buffer.from(text, 'utf8')].map((b) => toChar.get(b)!).join('');
+        const ids: number[] = [];
+        for (let i = 0; i < mapped.length; ) {
+          let len = 4;
+          while (len > 1 && !index.has(mapped.slice(i, i + len))) len--;
+          ids.push(index.get(mapped.slice(i, i + len))!);
+          i += len;
+        }
+        return ids;
+      },
+      spelling: { kind: 'bytelevel' as const, dummyPrefix: false },
+    };
+    const spell = new TokenBytes(view);
+    const text = Buffer.from('the cat sat on the mat, café ☕ \t{x}\r\n');
+    const frame = tokenizeFrame(text, view, spell);
+    assert.ok(frame, 'valid UTF-8 maps onto byte-level tokens');
+    assert.equal(frame.escapes.length, 0);
+    assert.ok(frame.ids.includes(index.get('Ġcat')!), 'merged tokens are used');
+    assert.ok(Buffer.from(reconstruct(frame, spell)).equals(text));
+    assert.equal(tokenizeFrame(Buffer.from([0x61, 0xff, 0x62]), view, spell), undefined, 'invalid UTF-8: the frame is coded as bytes');
+  });
+
+  test('the fixture tokenizer (SentencePiece style): out-of-vocabulary characters and invalid bytes become escapes', async () => {
+    const coder = await openCoder(reg, 'prose', model);
+    try {
+      const v = coder.frame.vocab;
+      assert.deepEqual(v.spelling, { kind: 'metaspace', dummyPrefix: true });
+      const bytes = Buffer.concat([Buffer.from(' if (x) {\n\treturn y;\n}'), Buffer.from([0xc3]), Buffer.from('end')]);
+      const frame = tokenizeFrame(bytes, v, coder.frame.spell);
+      assert.ok(frame);
+      assert.ok(frame.escapes.some((e) => Buffer.from(e).toString('latin1').includes('{')), 'a brace is an escape');
+      assert.ok(frame.escapes.some((e) => e.includes(0xc3)), 'the invalid byte is inside an escape');
+      assert.ok(Buffer.from(reconstruct(frame, coder.frame.spell)).equals(bytes));
     } finally {
       await coder.close();
     }

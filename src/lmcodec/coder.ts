@@ -32,7 +32,7 @@ export const DEFAULT_CONTEXT = 256;
 export interface Coder {
   identity: ArchiveModel;
   /** what a decoder must use again (recorded in the archive's codecParams) */
-  params: { bos: number; unk: number; vocab: number; context: number; reuse: number };
+  params: { bos: number; unk: number; vocab: number; context: number; reuse: number; spelling: string };
   frame: FrameCoderOptions;
   opened: OpenedModel;
   close(): Promise<void>;
@@ -55,6 +55,7 @@ export async function openCoder(location: string | Registry, version: string, op
       unkId: tk.unkTokenId ?? -1,
       idToToken: (id) => tk.idToToken(id) ?? undefined,
       encode: (text) => tk.encode(text),
+      spelling: tk.spelling,
     };
     const want = opts.context ?? DEFAULT_CONTEXT;
     if (!Number.isSafeInteger(want) || want < 2) throw new At1Error('E_INPUT', `context must be a whole number of positions ≥ 2, is ${String(opts.context)}`);
@@ -62,7 +63,7 @@ export async function openCoder(location: string | Registry, version: string, op
     const reuse = Math.max(1, Math.floor(context / 4));
     return {
       identity: { version, weightsSha256: opened.weights.weightsDigest(), tokenizerSha256: opened.tokenizerSha256, configSha256: opened.configSha256 },
-      params: { bos, unk: vocab.unkId, vocab: vocabSize, context, reuse },
+      params: { bos, unk: vocab.unkId, vocab: vocabSize, context, reuse, spelling: `${tk.spelling.kind}${tk.spelling.dummyPrefix ? '+prefix' : ''}` },
       frame: { model: opened.model, vocab, spell: new TokenBytes(vocab), bos, context, reuse },
       opened,
       close: () => opened.close(),

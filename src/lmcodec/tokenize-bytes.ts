@@ -31,6 +31,37 @@ export interface VocabularyView {
   idToToken(id: number): string | undefined;
   /** ids of text, no special tokens added */
   encode(text: string): number[];
+  /** how token strings spell bytes (LlamaTokenizer.spelling); default SentencePiece style with a dummy prefix */
+  spelling?: { kind: 'metaspace' | 'bytelevel'; dummyPrefix: boolean };
+}
+
+/** GPT-2's byte ↔ character table of byte-level BPE vocabularies (character code → byte). */
+const BYTE_LEVEL = (() => {
+  const bs: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
+  for (let b = 0xae; b <= 0xff; b++) bs.push(b);
+  const cs = [...bs];
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bs.includes(b)) {
+      bs.push(b);
+      cs.push(256 + n++);
+    }
+  }
+  const m = new Map<number, number>();
+  bs.forEach((b, i) => m.set(cs[i]!, b));
+  return m;
+})();
+
+function byteLevelBytes(t: string): Uint8Array | undefined {
+  const out = new Uint8Array(t.length);
+  for (let i = 0; i < t.length; i++) {
+    const b = BYTE_LEVEL.get(t.charCodeAt(i));
+    if (b === undefined) return undefined;
+    out[i] = b;
+  }
+  return out;
 }
 
 const DUMMY = '\u2581'; // the normaliser's "▁": a space, and the dummy prefix
@@ -47,13 +78,18 @@ export interface TokenizedFrame {
 /** Token id → bytes, for decoding. Built once per vocabulary. */
 export class TokenBytes {
   private readonly bytes: (Uint8Array | undefined)[];
+  readonly dummyPrefix: boolean;
+  readonly byteLevel: boolean;
 
   constructor(readonly vocab: VocabularyView) {
     const enc = new TextEncoder();
+    this.byteLevel = vocab.spelling?.kind === 'bytelevel';
+    this.dummyPrefix = vocab.spelling?.dummyPrefix ?? true;
     this.bytes = [];
     for (let id = 0; id < vocab.vocabSize; id++) {
       const t = vocab.idToToken(id);
-      this.bytes.push(t === undefined || id === vocab.unkId ? undefined : enc.encode(t.split(DUMMY).join(' ')));
+      if (t === undefined || id === vocab.unkId) this.bytes.push(undefined);
+      else this.bytes.push(this.byteLevel ? byteLevelBytes(t) : enc.encode(t.split(DUMMY).join(' ')));
     }
   }
 
@@ -61,7 +97,7 @@ export class TokenBytes {
   of(id: number, first: boolean): Uint8Array {
     const b = this.bytes[id];
     if (b === undefined) throw new At1Error('E_CORRUPT', `token ${id} has no spelling in the vocabulary`);
-    if (first) {
+    if (first && this.dummyPrefix) {
       if (b[0] !== 0x20) throw new At1Error('E_CORRUPT', `the first token of a frame (${id}) does not start with the dummy prefix`);
       return b.subarray(1);
     }
@@ -130,10 +166,18 @@ function textOf(bytes: Uint8Array): { text: string; offsets: Int32Array } {
 export function tokenizeFrame(bytes: Uint8Array, vocab: VocabularyView, spell: TokenBytes): TokenizedFrame | undefined {
   if (bytes.length === 0) return { ids: [], escapes: [] };
   const { text, offsets } = textOf(bytes);
+  if (spell.byteLevel) {
+    // byte-level BPE spells every byte: no escapes; the reconstruction check below is the whole proof
+    const ids = vocab.encode(text);
+    if (ids.includes(vocab.unkId)) return undefined;
+    const frame = { ids, escapes: [] };
+    return sameBytes(reconstruct(frame, spell), bytes) ? frame : undefined;
+  }
   if (text.includes(DUMMY)) return undefined; // "▁" in the input decodes as a space: not invertible
   const ids = vocab.encode(text);
-  // Walk the normalised text: position p of `norm` is text position p − 1 (p = 0 is the dummy "▁").
-  const norm = DUMMY + text.split(' ').join(DUMMY);
+  // Walk the normalised text: position p of `norm` is text position p − d (d = 1 when norm[0] is the dummy "▁").
+  const d = spell.dummyPrefix ? 1 : 0;
+  const norm = (d ? DUMMY : '') + text.split(' ').join(DUMMY);
   const escapes: Uint8Array[] = [];
   let p = 0;
   for (let k = 0; k < ids.length; k++) {
@@ -147,8 +191,8 @@ export function tokenizeFrame(bytes: Uint8Array, vocab: VocabularyView, spell: T
         q = p + 1;
         while (q < norm.length && !norm.startsWith(nextTok, q)) q++;
       }
-      if (p === 0 || q <= p) return undefined;
-      escapes.push(bytes.subarray(offsets[p - 1]!, offsets[q - 1]!));
+      if (p < d || q <= p) return undefined;
+      escapes.push(bytes.subarray(offsets[p - d]!, offsets[q - d]!));
       p = q;
       continue;
     }

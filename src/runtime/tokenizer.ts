@@ -23,6 +23,12 @@ export class LlamaTokenizer {
   readonly unkTokenId: number | undefined;
   /** ids 0 .. vocabularySize − 1 (the added tokens included) */
   readonly vocabularySize: number;
+  /**
+   * How token strings spell bytes: 'metaspace' (SentencePiece style: "▁" is a space, UTF-8 otherwise;
+   * Llama 1/2, Mistral, the fixture) or 'bytelevel' (GPT-2 style: each character stands for one byte;
+   * Llama 3, Qwen). `dummyPrefix`: the normaliser or pre-tokenizer prepends a "▁" to the text.
+   */
+  readonly spelling: { kind: 'metaspace' | 'bytelevel'; dummyPrefix: boolean };
   private readonly byteTokens: Uint8Array;
   /**
    * transformers' clean_up_tokenization_spaces (drops the space before . , ! ? and in " n't", " 'm" …):
@@ -46,6 +52,7 @@ export class LlamaTokenizer {
     let n = 0;
     for (const id of vocab.values()) n = Math.max(n, id + 1);
     this.vocabularySize = n;
+    this.spelling = spellingOf(tokenizerJson);
     const unk = (tokenizerJson as { model?: { unk_token?: unknown } }).model?.unk_token;
     this.unkTokenId = typeof unk === 'string' ? this.tk.token_to_id(unk) ?? undefined : undefined;
     this.byteTokens = new Uint8Array(n);
@@ -165,4 +172,20 @@ async function readJson(path: string): Promise<object> {
   } catch (e) {
     throw new At1Error('E_INPUT', `${path} is not JSON: ${(e as Error).message}`);
   }
+}
+
+/** Reads how a tokenizer.json spells bytes (see LlamaTokenizer.spelling). */
+function spellingOf(json: object): { kind: 'metaspace' | 'bytelevel'; dummyPrefix: boolean } {
+  const j = json as { decoder?: unknown; normalizer?: unknown; pre_tokenizer?: unknown };
+  const parts = (x: unknown): { type?: string; prepend?: string; add_prefix_space?: boolean; prepend_scheme?: string }[] => {
+    if (!x || typeof x !== 'object') return [];
+    const o = x as { type?: string; decoders?: unknown[]; normalizers?: unknown[]; pretokenizers?: unknown[] };
+    const inner = o.decoders ?? o.normalizers ?? o.pretokenizers;
+    return Array.isArray(inner) ? inner.flatMap(parts) : [o as never];
+  };
+  const byteLevel = parts(j.decoder).some((d) => d.type === 'ByteLevel');
+  const dummyPrefix =
+    parts(j.normalizer).some((n) => n.type === 'Prepend' && n.prepend === '\u2581') ||
+    parts(j.pre_tokenizer).some((p) => p.type === 'Metaspace' && (p.prepend_scheme !== undefined ? p.prepend_scheme !== 'never' : p.add_prefix_space !== false));
+  return { kind: byteLevel ? 'bytelevel' : 'metaspace', dummyPrefix };
 }
