@@ -4,18 +4,10 @@
  * decompressArchive, verifyArchive, benchArchive); progress with tokens/s
  * and ETA on a terminal only.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { At1Error, benchArchive, compressToArchive, decompressArchive, verifyArchive, type ArchiveProgress } from '../index.js';
 import { formatBytes, printJson, table } from './output.js';
-import { parseByteSize } from './model-commands.js';
-
-function intArg(min: number, max: number): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
-    return n;
-  };
-}
+import { intArg, parseByteSize } from './model-commands.js';
 
 interface CommonOptions {
   threads: number;

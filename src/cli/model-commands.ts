@@ -20,7 +20,7 @@ export function parseByteSize(v: string): number {
   return Math.floor(Number(m[1]) * unit);
 }
 
-function intArg(min: number, max: number): (v: string) => number {
+export function intArg(min: number, max: number): (v: string) => number {
   return (v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);

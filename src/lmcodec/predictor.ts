@@ -141,6 +141,28 @@ export class TokenPredictor {
     }
   }
 
+  /**
+   * out = softmax(scale · logits) over the vocabulary in float64 (det-math exp, sequential sum; scale 1
+   * multiplies exactly), then <unk>'s probability shared among the escape slots by their counts and a new escape.
+   */
+  private softmaxWithEscapes(out: Float64Array, logits: Float32Array, max: number, scale: number): void {
+    const nv = this.vocab;
+    let sum = 0;
+    for (let i = 0; i < nv; i++) {
+      const e = detExp((logits[i]! - max) * scale);
+      out[i] = e;
+      sum += e;
+    }
+    const inv = 1 / sum;
+    for (let i = 0; i < nv; i++) out[i] = out[i]! * inv;
+    if (this.unk >= 0) {
+      const pu = out[this.unk]!;
+      const denom = this.escTotal + this.escEntries + 1;
+      for (let k = 0; k < this.escEntries; k++) out[nv + k] = (pu * this.escCounts[k]!) / denom;
+      out[this.unk] = (pu * (this.escEntries + 1)) / denom;
+    }
+  }
+
   /** Hash of the last `order` tokens. */
   private ctxHash(order: number): number | undefined {
     const h = this.history;
@@ -158,43 +180,11 @@ export class TokenPredictor {
     const V = this.symbols;
     const nv = this.vocab;
     const lm = this.q[0]!;
-    // LM softmax in float64
     let max = -Infinity;
     for (let i = 0; i < nv; i++) if (logits[i]! > max) max = logits[i]!;
-    let sum = 0;
-    for (let i = 0; i < nv; i++) {
-      const e = detExp(logits[i]! - max);
-      lm[i] = e;
-      sum += e;
-    }
-    const inv = 1 / sum;
-    for (let i = 0; i < nv; i++) lm[i] = lm[i]! * inv;
-    if (this.unk >= 0) {
-      // <unk>'s share among the known escapes and a new one
-      const pu = lm[this.unk]!;
-      const denom = this.escTotal + this.escEntries + 1;
-      for (let k = 0; k < this.escEntries; k++) lm[nv + k] = (pu * this.escCounts[k]!) / denom;
-      lm[this.unk] = (pu * (this.escEntries + 1)) / denom;
-    }
-
+    this.softmaxWithEscapes(lm, logits, max, 1);
     // the LM flattened (an out-of-domain model is overconfident): softmax(logits · FLAT), escapes shared alike
-    {
-      const qf = this.q[EXPERTS - 1]!;
-      let fs = 0;
-      for (let i = 0; i < nv; i++) {
-        const e = detExp((logits[i]! - max) * FLAT);
-        qf[i] = e;
-        fs += e;
-      }
-      const finv = 1 / fs;
-      for (let i = 0; i < nv; i++) qf[i] = qf[i]! * finv;
-      if (this.unk >= 0) {
-        const pu = qf[this.unk]!;
-        const denom = this.escTotal + this.escEntries + 1;
-        for (let k = 0; k < this.escEntries; k++) qf[nv + k] = (pu * this.escCounts[k]!) / denom;
-        qf[this.unk] = (pu * (this.escEntries + 1)) / denom;
-      }
-    }
+    this.softmaxWithEscapes(this.q[EXPERTS - 1]!, logits, max, FLAT);
     // order 0, escaping to the LM
     {
       const q1 = this.q[1]!;
