@@ -89,17 +89,18 @@ interface ChunkSink {
   close(): Promise<void>;
 }
 
-function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
+/** `refReader`: the add's reader, whose memo decodes each reference object once for the whole add. */
+function chunkSink(reg: Registry, level: Level, totalBytes: number, refReader = reg.reader): ChunkSink {
   if (!wantsPool(totalBytes, reg.settings)) {
     return {
-      store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(reg.reader, parentChunk, reg.config.maxChainDepth), level, reg.reader),
+      store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(refReader, parentChunk, reg.config.maxChainDepth), level, refReader),
       window: 1,
       close: async () => undefined,
     };
   }
   // Workers hash and encode; this thread reads the references, proves dedup candidates and writes objects.
   const pool = new WorkerPool(defaultPoolSize('encode', reg.settings.threads));
-  const reader = reg.reader.withDecoder(pooledDecoder(pool, pool.size));
+  const reader = refReader.withDecoder(pooledDecoder(pool, pool.size));
   return {
     store: async (raw, dtype, parentChunk) => {
       const refs = await refsForChunk(reader, parentChunk, reg.config.maxChainDepth);
@@ -236,6 +237,7 @@ async function storeSafetensors(
   level: Level,
   counters: Counters,
   progress: (n: number) => void,
+  refReader = reg.reader,
 ): Promise<SafetensorsFile> {
   const chunkElements = reg.config.chunkElements;
   const fileHash = newSha256().update(header.headerBytes);
@@ -245,7 +247,7 @@ async function storeSafetensors(
   const plan = planPacks(header, related, chunkElements, reg.settings.packBytes);
   const digests: string[] = new Array<string>(n).fill(EMPTY_SHA256);
   const chunkLists: string[][] = new Array<string[]>(n);
-  const sink = chunkSink(reg, level, header.fileSize);
+  const sink = chunkSink(reg, level, header.fileSize, refReader);
   const pending: { stored: Promise<StoredChunk>; done: (r: StoredChunk) => void }[] = [];
   const settle = async (): Promise<void> => {
     const { stored, done } = pending.shift()!;
@@ -443,7 +445,8 @@ async function addPlanned(reg: Registry, name: string, source: SourcePlan, opts:
     let estimates: ParentEstimate[] = [];
     let parentName = opts.parentName;
     const tensorFiles = source.files.filter((f): f is PlannedFile & { header: SafetensorsHeader; input: InputSource } => f.header !== undefined && inputOf(f) !== undefined);
-    if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, tensorFiles, level));
+    const refReader = reg.reader.withMemo(); // one memo for the add: the reference choice and every chunk decode each reference object once
+    if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, tensorFiles, level, refReader));
     const parent = parentName === null ? undefined : await reg.manifest(parentName);
     const related = tensorsByName(parent); // by tensor name across all the parent's files: a tensor that moved shard still finds its relative
     const counters: Counters = { newObjectBytes: 0, newObjects: 0 };
@@ -455,7 +458,7 @@ async function addPlanned(reg: Registry, name: string, source: SourcePlan, opts:
     };
     const files: FileEntry[] = [];
     for (const f of source.files) {
-      files.push(f.header ? await storeSafetensors(reg, inputOf(f), f.path, f.header, related, level, counters, progress) : await storeBlobFile(reg, f, level, counters, progress));
+      files.push(f.header ? await storeSafetensors(reg, inputOf(f), f.path, f.header, related, level, counters, progress, refReader) : await storeBlobFile(reg, f, level, counters, progress));
     }
     const manifest: VersionManifest = {
       format: MANIFEST_FORMAT,

@@ -116,7 +116,7 @@ export interface ParentChoice {
 }
 
 /** The nearest relative of the file among the registry's versions, by encoding sampled slices against each. */
-export async function chooseParent(reg: Registry, sources: readonly TensorSource[], level: Level): Promise<ParentChoice> {
+export async function chooseParent(reg: Registry, sources: readonly TensorSource[], level: Level, reader: ChunkReader = reg.reader): Promise<ParentChoice> {
   const manifests = (await reg.manifests()).reverse().slice(0, MAX_CANDIDATES); // newest first: ties go to the newer version
   const samples = await readSamples(sources, reg.config.chunkElements);
   const standalone = samples.map((s) => bestEncoding(s.bytes, s.tensor.dtype, [], level).payload.length);
@@ -135,7 +135,7 @@ export async function chooseParent(reg: Registry, sources: readonly TensorSource
         continue;
       }
       matched++;
-      const refs = (await refsForChunk(reg.reader, rel.t.chunks[0], reg.config.maxChainDepth)).map((r) => sliceRef(r, s.start, s.count));
+      const refs = (await refsForChunk(reader, rel.t.chunks[0], reg.config.maxChainDepth)).map((r) => sliceRef(r, s.start, s.count));
       total += Math.min(standalone[i]!, bestEncoding(s.bytes, s.tensor.dtype, refs, level).payload.length);
     }
     if (matched === 0) continue;
