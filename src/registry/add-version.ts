@@ -22,7 +22,7 @@ import { wantsPool } from './chunk-source.js';
 import { pooledDecoder } from './chunk-decoder.js';
 import { defaultPoolSize, WorkerPool } from './worker-pool.js';
 import { parallelMap } from '../util/parallel-map.js';
-import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
+import { chooseParent, readSamples, refsForChunk, tensorsByName, versionSketch, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
 import { MANIFEST_FORMAT, manifestFormatVersion, packHome, packOf, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type PackRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
 import { PACK_MIN_TENSORS, packElements } from './packs.js';
@@ -446,7 +446,8 @@ async function addPlanned(reg: Registry, name: string, source: SourcePlan, opts:
     let parentName = opts.parentName;
     const tensorFiles = source.files.filter((f): f is PlannedFile & { header: SafetensorsHeader; input: InputSource } => f.header !== undefined && inputOf(f) !== undefined);
     const refReader = reg.reader.withMemo(); // one memo for the add: the reference choice and every chunk decode each reference object once
-    if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, tensorFiles, level, refReader));
+    const samples = await readSamples(tensorFiles, reg.config.chunkElements); // the reference choice's trials and this version's sketch
+    if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, samples, level, refReader));
     const parent = parentName === null ? undefined : await reg.manifest(parentName);
     const related = tensorsByName(parent); // by tensor name across all the parent's files: a tensor that moved shard still finds its relative
     const counters: Counters = { newObjectBytes: 0, newObjects: 0 };
@@ -470,6 +471,8 @@ async function addPlanned(reg: Registry, name: string, source: SourcePlan, opts:
       files,
       stats: { rawBytes: total, ...counters },
     };
+    const sketch = versionSketch(samples);
+    if (sketch) manifest.sketch = sketch;
     // Second line of defence: the very bytes to be published must pass the parser every later reader uses, or nothing is published.
     const bytes = serializeManifest(manifest);
     try {

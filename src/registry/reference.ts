@@ -1,14 +1,20 @@
 /**
  * Choosing what a new version is coded against.
  *
- * Per version: the nearest relative. Every existing version whose tensors
- * line up with the new file's (same names, same element counts) is a
- * candidate; a few slices of the new file's largest tensors are encoded
- * against each candidate's same slices with the real codecs, and the
- * candidate with the smallest total wins (or none, when standalone coding
- * is as small). Encoding real slices, rather than a proxy statistic, keeps
- * the estimate honest across dtypes and codecs: a bf16 file next to the
- * float32 model it was rounded from estimates at almost nothing.
+ * Per version: the nearest relative, in two steps whose cost does not grow
+ * with the family. First a ranking: every existing version whose tensors
+ * line up with the new file's (same names, same element counts) is scored
+ * by comparing its recorded sketch (sketch.ts: 64 sampled values
+ * of each sampled tensor, kept in its manifest) with the new file's, with no
+ * decoding; a version written before sketches existed has its sketch taken
+ * from its stored chunks, for the newest UNSKETCHED_CANDIDATES of them only.
+ * Then trials: a few slices of the new file's largest tensors are encoded
+ * against the best TRIAL_CANDIDATES versions' same slices with the real
+ * codecs, and the smallest total wins (or none, when standalone coding is as
+ * small). Encoding real slices keeps the final choice honest across dtypes
+ * and codecs (a bf16 file next to the float32 model it was rounded from
+ * estimates at almost nothing); the sketch only decides which few to try.
+ * Ties go to the newer version, so the choice is deterministic.
  *
  * Per chunk: the parent's chunk of the same tensor, unless that would make
  * the chain deeper than the registry allows; then the shallower chunk that
@@ -22,6 +28,7 @@ import type { SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
 import { bestEncoding, type Reference } from './chunk-writer.js';
 import type { ChunkReader } from './chunk-reader.js';
 import { dtypeBits, elementCount } from './geometry.js';
+import { sketchable, sketchDistance, sketchOfSlice, type TensorSketch, type VersionSketch } from './sketch.js';
 import type { TensorEntry, VersionManifest } from './manifest.js';
 import type { Registry } from './registry.js';
 
@@ -56,9 +63,12 @@ export function tensorsByName(m: VersionManifest | undefined): Map<string, { t: 
 
 const SAMPLE_TENSORS = 8;
 const SAMPLE_ELEMENTS = 16384;
-const MAX_CANDIDATES = 16;
+/** Versions tried with the real codecs after the sketch ranking. */
+export const TRIAL_CANDIDATES = 3;
+/** Versions without a recorded sketch (older manifests) considered, newest first: their sketch costs a decode. */
+const UNSKETCHED_CANDIDATES = 16;
 
-interface Sample {
+export interface Sample {
   tensor: TensorInfo;
   /** First element of the slice, within chunk 0. */
   start: number;
@@ -82,7 +92,8 @@ export interface TensorSource {
   header: SafetensorsHeader;
 }
 
-async function readSamples(sources: readonly TensorSource[], chunkElements: number): Promise<Sample[]> {
+/** Slices of the new version's sampled tensors: what the trials encode, and what its sketch is cut from. */
+export async function readSamples(sources: readonly TensorSource[], chunkElements: number): Promise<Sample[]> {
   const all = sources.flatMap((s) => s.header.tensors.map((tensor) => ({ tensor, s })));
   const fileOf = new Map(all.map((x) => [x.tensor, x.s]));
   const out: Sample[] = [];
@@ -112,18 +123,74 @@ export interface ParentEstimate {
 
 export interface ParentChoice {
   parent: string | null;
+  /** The trials: standalone, then each version tried, in ranking order. */
   estimates: ParentEstimate[];
+  /** Every candidate's sketch distance, best first (what picked the trials). */
+  ranking: { name: string; distance: number }[];
 }
 
-/** The nearest relative of the file among the registry's versions, by encoding sampled slices against each. */
-export async function chooseParent(reg: Registry, sources: readonly TensorSource[], level: Level, reader: ChunkReader = reg.reader): Promise<ParentChoice> {
-  const manifests = (await reg.manifests()).reverse().slice(0, MAX_CANDIDATES); // newest first: ties go to the newer version
-  const samples = await readSamples(sources, reg.config.chunkElements);
+/** The sketch recorded for a new version: one per sampled float tensor. */
+export function versionSketch(samples: readonly Sample[]): VersionSketch | undefined {
+  const tensors = samples.map((s) => sketchOfSlice(s.tensor.name, s.tensor.dtype, s.start, s.count, s.bytes)).filter((t): t is TensorSketch => t !== undefined);
+  return tensors.length > 0 ? { tensors } : undefined;
+}
+
+/** A version's sketch taken from its stored chunks (for manifests written before sketches were recorded): decodes chunk 0 of each sampled tensor. */
+async function storedSketch(reader: ChunkReader, related: ReturnType<typeof tensorsByName>, mine: readonly TensorSketch[], samples: readonly Sample[]): Promise<TensorSketch[]> {
+  const out: TensorSketch[] = [];
+  for (const t of mine) {
+    const rel = related.get(t.name);
+    const s = samples.find((x) => x.tensor.name === t.name);
+    if (!rel || !s || rel.t.pack || rel.t.chunks.length === 0 || !sketchable(rel.t.dtype)) continue;
+    const { bytes } = await reader.read(rel.t.chunks[0]!);
+    const w = dtypeBits(rel.t.dtype) / 8;
+    if ((s.start + s.count) * w > bytes.length) continue;
+    const k = sketchOfSlice(t.name, rel.t.dtype, s.start, s.count, bytes.subarray(s.start * w, (s.start + s.count) * w));
+    if (k) out.push(k);
+  }
+  return out;
+}
+
+/**
+ * The nearest relative of the new version among the registry's versions:
+ * ranked by sketch distance, the best TRIAL_CANDIDATES tried by encoding the
+ * sampled slices against them. `samples` from readSamples.
+ */
+export async function chooseParent(reg: Registry, samples: readonly Sample[], level: Level, reader: ChunkReader = reg.reader): Promise<ParentChoice> {
+  const manifests = (await reg.manifests()).reverse(); // newest first: ties go to the newer version
+  const mine = versionSketch(samples)?.tensors ?? [];
+  // Ranking: per sampled tensor, the sketch distance; a tensor the candidate cannot serve counts as a fixed 16 bits per value.
+  const ranked: { m: VersionManifest; distance: number; order: number }[] = [];
+  let unsketched = 0;
+  for (const [order, m] of manifests.entries()) {
+    const related = tensorsByName(m);
+    const usable = (name: string, shape: readonly number[]): boolean => {
+      const rel = related.get(name);
+      return rel !== undefined && rel.chunkElements === reg.config.chunkElements && elementCount(rel.t.shape) === elementCount(shape);
+    };
+    if (!samples.some((s) => usable(s.tensor.name, s.tensor.shape))) continue;
+    let theirs = m.sketch?.tensors;
+    if (!theirs) {
+      if (unsketched++ >= UNSKETCHED_CANDIDATES) continue;
+      theirs = await storedSketch(reader, related, mine, samples);
+    }
+    const byName = new Map(theirs.map((t) => [t.name, t]));
+    let distance = 0;
+    for (const t of mine) {
+      const other = byName.get(t.name);
+      const sample = samples.find((x) => x.tensor.name === t.name)!;
+      const d = other && usable(t.name, sample.tensor.shape) ? sketchDistance(t, other) : undefined;
+      distance += d ?? 16 * Math.floor(sample.count / t.step);
+    }
+    ranked.push({ m, distance, order });
+  }
+  ranked.sort((a, b) => a.distance - b.distance || a.order - b.order);
+
   const standalone = samples.map((s) => bestEncoding(s.bytes, s.tensor.dtype, [], level).payload.length);
   const standaloneTotal = standalone.reduce((a, b) => a + b, 0);
   const estimates: ParentEstimate[] = [{ name: null, sampleBytes: standaloneTotal }];
   let best: ParentEstimate = estimates[0]!;
-  for (const m of manifests) {
+  for (const { m } of ranked.slice(0, TRIAL_CANDIDATES)) {
     const related = tensorsByName(m);
     let total = 0;
     let matched = 0;
@@ -143,5 +210,5 @@ export async function chooseParent(reg: Registry, sources: readonly TensorSource
     estimates.push(e);
     if (e.sampleBytes < best.sampleBytes) best = e;
   }
-  return { parent: best.name, estimates };
+  return { parent: best.name, estimates, ranking: ranked.map((r) => ({ name: r.m.name, distance: r.distance })) };
 }
