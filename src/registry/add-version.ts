@@ -22,7 +22,7 @@ import { wantsPool } from './chunk-source.js';
 import { pooledDecoder } from './chunk-decoder.js';
 import { defaultPoolSize, WorkerPool } from './worker-pool.js';
 import { parallelMap } from '../util/parallel-map.js';
-import { chooseParent, readSamples, refsForChunk, tensorsByName, versionSketch, type ParentEstimate } from './reference.js';
+import { chooseParent, codingRelatives, readSamples, refsForChunk, tensorsByName, versionSketch, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
 import { MANIFEST_FORMAT, manifestFormatVersion, packHome, packOf, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type PackRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
 import { PACK_MIN_TENSORS, packElements } from './packs.js';
@@ -449,7 +449,8 @@ async function addPlanned(reg: Registry, name: string, source: SourcePlan, opts:
     const samples = await readSamples(tensorFiles, reg.config.chunkElements); // the reference choice's trials and this version's sketch
     if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, samples, level, refReader));
     const parent = parentName === null ? undefined : await reg.manifest(parentName);
-    const related = tensorsByName(parent); // by tensor name across all the parent's files: a tensor that moved shard still finds its relative
+    // By tensor name across all the files: a tensor that moved shard still finds its relative. Past the chain bound, a skip-delta ancestor's (FORMAT.md §5).
+    const { related } = codingRelatives(parent, await reg.manifests(), reg.config.maxChainDepth);
     const counters: Counters = { newObjectBytes: 0, newObjects: 0 };
     let done = 0;
     const label = `add ${name}`;

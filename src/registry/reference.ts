@@ -51,6 +51,59 @@ export async function refsForChunk(reader: ChunkReader, parentChunk: string | un
   return [];
 }
 
+/** Positions along a checkpoint run at or below this stay linear (each version against its parent); beyond, skip-deltas in base SKIP_BASE. */
+export const SKIP_BASE = 3;
+
+/**
+ * The chain policy (FORMAT.md §5, "Chain policy"): which version a new
+ * version's chunks are coded against. Its position n along the parent
+ * links (the base is 0) is its parent's plus one. Up to maxChainDepth, the
+ * parent itself (a short run is a plain chain: every delta spans one
+ * step). Beyond, a skip-delta as in Subversion's skip-deltas or Mercurial's
+ * sparse revlog, in base 3: the ancestor at position n - 3^p, where 3^p is
+ * the largest power of 3 dividing n. Two thirds of the versions are then
+ * still coded against their parent, the rest against an ancestor 3, 9,
+ * 27… steps back, and a chain needs at most 2 links per base-3 digit of n
+ * (8 links for every n up to 160); refsForChunk still enforces the bound for
+ * any chunk whose chain would pass it. Without the policy, every version
+ * past the bound fell back to the same ancestor's chunks, and the deltas
+ * grew with the distance to it.
+ */
+export function skipTarget(position: number, maxDepth: number): number {
+  if (position <= maxDepth) return position - 1;
+  let p = 1;
+  while (position % (p * SKIP_BASE) === 0) p *= SKIP_BASE;
+  return position - p;
+}
+
+/**
+ * The tensors a new version with parent `parent` is coded against (by
+ * name): the skip-delta ancestor's (skipTarget), and the parent's for any
+ * tensor the ancestor does not have with the same element count.
+ * `manifests`: every version (the parent links are followed through them).
+ */
+export function codingRelatives(parent: VersionManifest | undefined, manifests: readonly VersionManifest[], maxDepth: number): { base: string | undefined; related: Map<string, { t: TensorEntry; chunkElements: number }> } {
+  const related = tensorsByName(parent);
+  if (!parent) return { base: undefined, related };
+  const byName = new Map(manifests.map((m) => [m.name, m]));
+  const line: VersionManifest[] = [parent]; // parent, grandparent, … up to the root
+  for (let m = parent; m.parent !== null && line.length <= manifests.length; ) {
+    const up = byName.get(m.parent);
+    if (!up) break; // a parent removed without --rebase: the line ends here
+    line.push(up);
+    m = up;
+  }
+  const position = line.length; // the new version's; the root of the line is 0
+  const back = position - 1 - skipTarget(position, maxDepth); // steps above the parent
+  const base = line[back];
+  if (!base || back === 0) return { base: parent.name, related };
+  for (const [name, e] of tensorsByName(base)) {
+    const own = related.get(name);
+    if (own && elementCount(own.t.shape) === elementCount(e.t.shape)) related.set(name, e);
+  }
+  return { base: base.name, related };
+}
+
 /** Tensors of a manifest by name, with the chunking they were stored with. */
 export function tensorsByName(m: VersionManifest | undefined): Map<string, { t: TensorEntry; chunkElements: number }> {
   const out = new Map<string, { t: TensorEntry; chunkElements: number }>();
