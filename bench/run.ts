@@ -25,7 +25,8 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     params: { type: 'string', default: '1e9' },
-    checkpoints: { type: 'string', default: '50' },
+    checkpoints: { type: 'string', default: '100' },
+    'ckpt-params': { type: 'string', default: '1e7' },
     levels: { type: 'string', default: 'max,fast' },
     only: { type: 'string', default: 'family,speed,checkpoints,s3' },
     's3-params': { type: 'string', default: '5e7' },
@@ -84,21 +85,35 @@ if (only.has('speed')) {
 
 if (only.has('checkpoints')) {
   const n = Number(values.checkpoints);
-  log(`checkpoint chain (${n} checkpoints)`);
-  const c = await checkpointBench(n, levels[0]!, log);
-  console.log(`\n## A chain of ${n} checkpoints (synthetic, small Llama shape), level ${levels[0]}\n`);
+  const params = Number(values['ckpt-params']);
+  log(`checkpoint run (${n} checkpoints)`);
+  const c = await checkpointBench(n, levels[0]!, log, params);
+  console.log(`\n## A training run of ${n} checkpoints (synthetic ${(c.params / 1e6).toFixed(1)}M-parameter bf16 Llama shape, ${(c.rawPerCheckpoint / 1e6).toFixed(1)} MB each, momentum steps), level ${levels[0]}\n`);
+  console.log(
+    table(
+      [['version', 'add s', 'stored bytes', 'of raw', 'chain depth', 'get s'], ...c.rows.map((r) => [String(r.version), r.addSeconds.toFixed(2), String(r.storedBytes), r3(r.ratio), String(r.depth), r.getSeconds.toFixed(2)])],
+      [false, true, true, true, true, true],
+    ),
+  );
+  console.log('');
   console.log(
     table(
       [
-        ['per checkpoint', 'bytes', 'of raw'],
-        ['raw', String(c.rawPerCheckpoint), '1.000'],
-        ['BitX (each against the previous)', String(Math.round(c.bitxPerCheckpoint)), r3(c.bitxPerCheckpoint / c.rawPerCheckpoint)],
-        ['at1', String(Math.round(c.at1PerCheckpoint)), r3(c.at1PerCheckpoint / c.rawPerCheckpoint)],
+        ['per checkpoint, whole run', 'bytes', 'of raw', 'at1 / this'],
+        ['raw', String(c.rawPerCheckpoint), '1.000', r3(c.at1PerCheckpoint / c.rawPerCheckpoint)],
+        ['zstd -19 (each alone; mean of ' + c.zstd19Sampled + ' sampled)', String(Math.round(c.zstd19PerCheckpoint)), r3(c.zstd19PerCheckpoint / c.rawPerCheckpoint), r3(c.at1PerCheckpoint / c.zstd19PerCheckpoint)],
+        ['BitX (each against the previous, unbounded chain)', String(Math.round(c.bitxPerCheckpoint)), r3(c.bitxPerCheckpoint / c.rawPerCheckpoint), r3(c.at1PerCheckpoint / c.bitxPerCheckpoint)],
+        ['at1', String(Math.round(c.at1PerCheckpoint)), r3(c.at1PerCheckpoint / c.rawPerCheckpoint), '1.000'],
       ],
-      [false, true, true],
+      [false, true, true, true],
     ),
   );
+  const a2 = c.addSeconds[2] ?? NaN;
+  const deepest = c.rows.reduce((a, r) => (r.depth > a.depth ? r : a), c.rows[0]!);
+  const shallowest = c.rows.reduce((a, r) => (r.depth < a.depth ? r : a), c.rows[0]!);
   console.log(`\ndeepest delta chain: ${c.maxDepth} (bound ${c.maxChainDepthSetting})`);
+  console.log(`targets: add of version ${c.checkpoints} ${r3(c.addSeconds[c.checkpoints]! / a2)} x version 2's (target <= 1.2); at1 ${r3(c.at1PerCheckpoint / c.bitxPerCheckpoint)} x BitX (target <= 0.7); get of the deepest (depth ${deepest.depth}) ${r3(deepest.getSeconds / shallowest.getSeconds)} x the shallowest (depth ${shallowest.depth}) (target <= 2)`);
+  console.log(`list: ${(c.listSecondsPerVersion * 1000).toFixed(1)} ms per version; verify: ${c.verifySecondsPerVersion.toFixed(2)} s per version (${((c.rawPerCheckpoint / c.verifySecondsPerVersion) / 1e6).toFixed(1)} MB/s)`);
   results.checkpoints = c;
 }
 

@@ -113,10 +113,13 @@ function headerFor(shapes: readonly Shape[]): Uint8Array {
 
 /**
  * Write a chain of versions: version 0 is the base, version k+1 is version k
- * plus one training step's noise. Tensors are generated one at a time, so
- * memory stays at a few tensors whatever the model size.
+ * plus one training step's update. With `momentum` 0 the update is fresh
+ * noise each step (a random walk); with momentum m it is m times the last
+ * update plus fresh noise, as an optimiser with momentum moves weights: a
+ * trajectory the two-reference codec can predict. Tensors are generated one
+ * at a time, so memory stays at a few tensors whatever the model size.
  */
-export function writeChain(paths: readonly string[], shapes: readonly Shape[], step = 6e-4, seed = 1): void {
+export function writeChain(paths: readonly string[], shapes: readonly Shape[], step = 6e-4, seed = 1, momentum = 0): void {
   const fds = paths.map((p) => openSync(p, 'w'));
   const header = headerFor(shapes);
   for (const fd of fds) writeSync(fd, header);
@@ -124,6 +127,7 @@ export function writeChain(paths: readonly string[], shapes: readonly Shape[], s
   for (const s of shapes) {
     const n = s.shape[0] * s.shape[1];
     const cur = new Float32Array(n);
+    const vel = new Float64Array(n);
     const bits = new Uint16Array(n);
     for (let i = 0; i < n; i++) {
       const h = toBf16(0.05 * NORMAL[r() >>> 16]!);
@@ -133,7 +137,8 @@ export function writeChain(paths: readonly string[], shapes: readonly Shape[], s
     writeSync(fds[0]!, new Uint8Array(bits.buffer));
     for (let v = 1; v < fds.length; v++) {
       for (let i = 0; i < n; i++) {
-        const h = toBf16(cur[i]! + step * NORMAL[r() >>> 16]!);
+        vel[i] = momentum * vel[i]! + step * NORMAL[r() >>> 16]!;
+        const h = toBf16(cur[i]! + vel[i]!);
         bits[i] = h;
         cur[i] = fromBf16(h);
       }

@@ -27,6 +27,7 @@ export type { Level } from './codec/types.js';
 
 // Versions: add, get, stream, verify, list, rm, gc, fsck.
 export { add } from './registry/add.js';
+export { addMany, planAddMany, naturalCompare, type AddManyOptions, type AddManyResult, type AddOrder } from './registry/add-many.js';
 export type { AddOptions, AddResult } from './registry/add-version.js';
 export type { ParentEstimate } from './registry/reference.js';
 export { getVersion, streamVersion, type GetOptions, type GetResult } from './registry/restore.js';

@@ -1,6 +1,6 @@
 /** `at1 registry …`: init, add, get, verify, list. Each is a thin wrapper over the library call of the same name. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { add, fsckRegistry, gcRegistry, getVersion, initRegistry, listRegistry, Registry, removeVersion, verifyRegistry, type FamilyListing, type FsckReport, type GcResult, type Level, type VerifyReport } from '../index.js';
+import { add, addMany, At1Error, fsckRegistry, gcRegistry, getVersion, initRegistry, listRegistry, Registry, removeVersion, verifyRegistry, type AddOrder, type AddResult, type FamilyListing, type FsckReport, type ProgressEvent, type GcResult, type Level, type VerifyReport } from '../index.js';
 import { cliOpenOptions } from './env.js';
 import { displayName, escapeControl, EXIT, formatBytes, printJson, progressBar, say, table } from './output.js';
 
@@ -83,22 +83,59 @@ export function registryCommand(): Command {
 
   reg
     .command('add')
-    .description('add FILE (a .safetensors file or a model directory) as a new version, delta-coded against its nearest relative')
+    .description('add FILE (a .safetensors file or a model directory) as a new version, delta-coded against its nearest relative; several FILEs (a glob such as out/checkpoint-*) each become a version of their own, in --order')
     .argument('<dir>', 'the registry')
-    .argument('<file>', 'a .safetensors file, or a model directory (model.safetensors or sharded, with config and tokenizer files)')
-    .option('--name <name>', "the version's name (default: the file's stem)")
-    .option('--parent <name>', 'the version to encode against (default: the nearest relative, chosen by sampling)')
+    .argument('<file...>', 'a .safetensors file, or a model directory (model.safetensors or sharded, with config and tokenizer files); several are added one by one')
+    .option('--name <name>', "the version's name (default: the file's stem; one FILE only)")
+    .option('--parent <name>', 'the version to encode against (default: the nearest relative, chosen by sampling; one FILE only)')
+    .addOption(new Option('--order <order>', 'with several FILEs: by name (digit runs as numbers: checkpoint-500 before checkpoint-1000) or by modification time').choices(['name', 'mtime']).default('name'))
+    .option('--skip-existing', 'with several FILEs: skip those whose version name exists already (resuming a bulk add)')
     .addOption(levelOption())
     .option('--json', 'print the result as JSON')
-    .action(async (dir: string, file: string, o: { name?: string; parent?: string; level?: Level; json?: boolean }) => {
+    .action(async (dir: string, files: string[], o: { name?: string; parent?: string; order: AddOrder; skipExisting?: boolean; level?: Level; json?: boolean }) => {
+      const summary = (r: AddResult): Record<string, unknown> => {
+        const m = r.manifest;
+        return { name: m.name, parent: m.parent, rawBytes: m.stats.rawBytes, storedBytes: r.storedBytes, ratio: r.storedBytes / m.stats.rawBytes, sha256: m.files[0]?.sha256 };
+      };
+      const line = (r: AddResult): string => `added ${r.manifest.name} (parent ${r.manifest.parent}): ${r.manifest.stats.rawBytes} bytes stored in ${r.storedBytes} (ratio ${ratio(r.storedBytes, r.manifest.stats.rawBytes)})`;
+      if (files.length > 1 && (o.name !== undefined || o.parent !== undefined)) {
+        throw new At1Error('E_INPUT', `--name and --parent apply to one FILE; ${files.length} were given (each is named by its stem and coded against its nearest relative); nothing was added`);
+      }
       const registry = await Registry.open(dir, cliOpenOptions());
       const p = progressBar(o);
       try {
-        const r = await add(registry, file, { name: o.name, parent: o.parent, level: o.level, onProgress: p.onProgress });
-        p.stop();
-        const m = r.manifest;
-        if (o.json) printJson({ name: m.name, parent: m.parent, rawBytes: m.stats.rawBytes, storedBytes: r.storedBytes, ratio: r.storedBytes / m.stats.rawBytes, sha256: m.files[0]?.sha256 });
-        else say(`added ${m.name} (parent ${m.parent}): ${m.stats.rawBytes} bytes stored in ${r.storedBytes} (ratio ${ratio(r.storedBytes, m.stats.rawBytes)})`);
+        if (files.length === 1 && !o.skipExisting) {
+          const r = await add(registry, files[0]!, { name: o.name, parent: o.parent, level: o.level, onProgress: p.onProgress });
+          p.stop();
+          if (o.json) printJson(summary(r));
+          else say(line(r));
+          return;
+        }
+        const added: AddResult[] = [];
+        let prefix = '';
+        const onProgress = p.onProgress && ((e: ProgressEvent) => p.onProgress!({ ...e, label: `${prefix}${e.label}` }));
+        try {
+          const r = await addMany(registry, files, {
+            order: o.order,
+            skipExisting: o.skipExisting,
+            level: o.level,
+            onProgress,
+            onStart: (i, n) => {
+              prefix = `[${i}/${n}] `;
+            },
+            onAdded: (r, _path, i, n) => {
+              added.push(r);
+              p.stop();
+              if (!o.json) say(`[${i}/${n}] ${line(r)}`);
+            },
+          });
+          if (o.json) printJson({ versions: added.map(summary), skipped: r.skipped });
+          else for (const s of r.skipped) say(`skipped ${s.name} (${escapeControl(s.path)}): the version exists`);
+        } catch (e) {
+          p.stop();
+          if (o.json) printJson({ versions: added.map(summary), failed: { message: e instanceof Error ? e.message : String(e), code: e instanceof At1Error ? e.code : 'E_IO' } });
+          throw e;
+        }
       } finally {
         p.stop();
       }

@@ -22,7 +22,7 @@ import { isRemote, wantsPool } from './chunk-source.js';
 import { pooledDecoder } from './chunk-decoder.js';
 import { defaultPoolSize, WorkerPool } from './worker-pool.js';
 import { parallelMap } from '../util/parallel-map.js';
-import { chooseParent, refsForChunk, tensorsByName, type ParentEstimate } from './reference.js';
+import { chooseParent, codingRelatives, readSamples, refsForChunk, tensorsByName, versionSketch, type ParentEstimate } from './reference.js';
 import { blobChunks, dtypeBits, elementCount, tensorChunks, type ChunkSpan } from './geometry.js';
 import { MANIFEST_FORMAT, manifestFormatVersion, packHome, packOf, parseManifest, serializeManifest, type BlobFile, type BlobRef, type FileEntry, type PackRef, type SafetensorsFile, type TensorEntry, type VersionManifest } from './manifest.js';
 import { PACK_MIN_TENSORS, packElements } from './packs.js';
@@ -89,10 +89,11 @@ interface ChunkSink {
   close(): Promise<void>;
 }
 
-function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
+/** `refReader`: the add's reader, whose memo decodes each reference object once for the whole add. */
+function chunkSink(reg: Registry, level: Level, totalBytes: number, refReader = reg.reader): ChunkSink {
   if (!wantsPool(totalBytes, reg.settings)) {
     return {
-      store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(reg.reader, parentChunk, reg.config.maxChainDepth), level, reg.reader),
+      store: async (raw, dtype, parentChunk) => storeChunk(reg.store, raw, dtype, await refsForChunk(refReader, parentChunk, reg.config.maxChainDepth), level, refReader),
       // On an object store a chunk's requests (its reference's GET, the create, a dedup proof) are round trips: keep a few chunks going so they overlap the encoding.
       window: isRemote(reg.reader) ? 4 : 1,
       close: async () => undefined,
@@ -100,7 +101,7 @@ function chunkSink(reg: Registry, level: Level, totalBytes: number): ChunkSink {
   }
   // Workers hash and encode; this thread reads the references, proves dedup candidates and writes objects.
   const pool = new WorkerPool(defaultPoolSize('encode', reg.settings.threads));
-  const reader = reg.reader.withDecoder(pooledDecoder(pool, pool.size));
+  const reader = refReader.withDecoder(pooledDecoder(pool, pool.size));
   return {
     store: async (raw, dtype, parentChunk) => {
       const refs = await refsForChunk(reader, parentChunk, reg.config.maxChainDepth);
@@ -237,6 +238,7 @@ async function storeSafetensors(
   level: Level,
   counters: Counters,
   progress: (n: number) => void,
+  refReader = reg.reader,
 ): Promise<SafetensorsFile> {
   const chunkElements = reg.config.chunkElements;
   const fileHash = newSha256().update(header.headerBytes);
@@ -246,7 +248,7 @@ async function storeSafetensors(
   const plan = planPacks(header, related, chunkElements, reg.settings.packBytes);
   const digests: string[] = new Array<string>(n).fill(EMPTY_SHA256);
   const chunkLists: string[][] = new Array<string[]>(n);
-  const sink = chunkSink(reg, level, header.fileSize);
+  const sink = chunkSink(reg, level, header.fileSize, refReader);
   const pending: { stored: Promise<StoredChunk>; done: (r: StoredChunk) => void }[] = [];
   const settle = async (): Promise<void> => {
     const { stored, done } = pending.shift()!;
@@ -444,9 +446,12 @@ async function addPlanned(reg: Registry, name: string, source: SourcePlan, opts:
     let estimates: ParentEstimate[] = [];
     let parentName = opts.parentName;
     const tensorFiles = source.files.filter((f): f is PlannedFile & { header: SafetensorsHeader; input: InputSource } => f.header !== undefined && inputOf(f) !== undefined);
-    if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, tensorFiles, level));
+    const refReader = reg.reader.withMemo(); // one memo for the add: the reference choice and every chunk decode each reference object once
+    const samples = await readSamples(tensorFiles, reg.config.chunkElements); // the reference choice's trials and this version's sketch
+    if (parentName === undefined) ({ parent: parentName, estimates } = await chooseParent(reg, samples, level, refReader));
     const parent = parentName === null ? undefined : await reg.manifest(parentName);
-    const related = tensorsByName(parent); // by tensor name across all the parent's files: a tensor that moved shard still finds its relative
+    // By tensor name across all the files: a tensor that moved shard still finds its relative. Past the chain bound, a skip-delta ancestor's (FORMAT.md §5).
+    const { related } = codingRelatives(parent, await reg.manifests(), reg.config.maxChainDepth);
     const counters: Counters = { newObjectBytes: 0, newObjects: 0 };
     let done = 0;
     const label = `add ${name}`;
@@ -456,7 +461,7 @@ async function addPlanned(reg: Registry, name: string, source: SourcePlan, opts:
     };
     const files: FileEntry[] = [];
     for (const f of source.files) {
-      files.push(f.header ? await storeSafetensors(reg, inputOf(f), f.path, f.header, related, level, counters, progress) : await storeBlobFile(reg, f, level, counters, progress));
+      files.push(f.header ? await storeSafetensors(reg, inputOf(f), f.path, f.header, related, level, counters, progress, refReader) : await storeBlobFile(reg, f, level, counters, progress));
     }
     const manifest: VersionManifest = {
       format: MANIFEST_FORMAT,
@@ -468,6 +473,8 @@ async function addPlanned(reg: Registry, name: string, source: SourcePlan, opts:
       files,
       stats: { rawBytes: total, ...counters },
     };
+    const sketch = versionSketch(samples);
+    if (sketch) manifest.sketch = sketch;
     // Second line of defence: the very bytes to be published must pass the parser every later reader uses, or nothing is published.
     const bytes = serializeManifest(manifest);
     try {

@@ -9,12 +9,23 @@
  * `read` returns only bytes that matched their digest. A small LRU of such
  * chunks serves delta chains: verifying a family decodes each parent chunk
  * once, not once per child. Unverified bytes are never cached.
+ *
+ * Within one operation a DecodeMemo keeps what was decoded so each object is
+ * decoded at most once: a trajectory delta names its parent and grandparent,
+ * the parent names the grandparent again, and without the memo a chain of
+ * depth d decoded ~1.6^d objects (Fibonacci) instead of d. The memo may hold
+ * unhashed bytes, but hands them out only where docs/FORMAT.md §9 allows
+ * unhashed bytes: as a reference inside a chain (covered by the digest the
+ * consumer checks), or to readUnverified (whose caller checks a digest
+ * covering them). A verified read of an unhashed entry hashes it first, and
+ * the diagnosis after a failed check trusts no unhashed entry.
  */
 import { At1Error, IntegrityError } from '../errors.js';
 import type { RefChunk } from '../codec/index.js';
 import { dtypeBits } from '../format/dtype.js';
 import { decodeObjectHeader, HARD_MAX_DEPTH, MAX_HEADER_BYTES, type ObjectHeader } from '../format/object.js';
 import type { ObjectStore } from '../store/object-store.js';
+import { sha256Hex } from '../util/hash.js';
 import { inProcessDecoder, type ChunkDecoder } from './chunk-decoder.js';
 
 export interface DecodedChunk {
@@ -53,6 +64,80 @@ export class ChunkCache {
   }
 }
 
+/** Bytes a DecodeMemo keeps for one operation: the object's raw bytes, and whether they were hashed against its key. */
+interface MemoEntry extends DecodedChunk {
+  verified: boolean;
+}
+
+/** Default bound of an operation's memo (a restore, a verify, an add): a few chains of 8 MiB chunks. */
+export const DECODE_MEMO_BYTES = 128 << 20;
+
+/**
+ * What one operation (a restore, a verify, the reference reads of an add)
+ * has decoded, least recently used first, bounded by `capacity` bytes, plus
+ * the decodes in flight (two links of a chain asking for the same
+ * grandparent at once share one decode). Never shared between operations:
+ * create one per operation and drop it after.
+ */
+export class DecodeMemo {
+  private readonly done = new Map<string, MemoEntry>();
+  private readonly pending = new Map<string, Promise<MemoEntry>>();
+  private bytes = 0;
+
+  constructor(readonly capacity = DECODE_MEMO_BYTES) {}
+
+  get(digest: string): MemoEntry | undefined {
+    const hit = this.done.get(digest);
+    if (hit) {
+      this.done.delete(digest);
+      this.done.set(digest, hit);
+    }
+    return hit;
+  }
+
+  inFlight(digest: string): Promise<MemoEntry> | undefined {
+    return this.pending.get(digest);
+  }
+
+  track(digest: string, p: Promise<MemoEntry>): void {
+    this.pending.set(digest, p);
+    const drop = (): void => {
+      if (this.pending.get(digest) === p) this.pending.delete(digest);
+    };
+    p.then(drop, drop);
+  }
+
+  /** Keep an entry; false when it is larger than the whole memo. */
+  remember(digest: string, entry: MemoEntry): boolean {
+    if (entry.bytes.length > this.capacity) return false;
+    const old = this.done.get(digest);
+    if (old) {
+      this.bytes -= old.bytes.length;
+      this.done.delete(digest);
+    }
+    this.done.set(digest, entry);
+    this.bytes += entry.bytes.length;
+    for (const [k, v] of this.done) {
+      if (this.bytes <= this.capacity) break;
+      this.done.delete(k);
+      this.bytes -= v.bytes.length;
+    }
+    return true;
+  }
+
+  forget(digest: string): void {
+    const old = this.done.get(digest);
+    if (!old) return;
+    this.done.delete(digest);
+    this.bytes -= old.bytes.length;
+  }
+
+  /** Bytes held now (for tests and benches). */
+  get size(): number {
+    return this.bytes;
+  }
+}
+
 interface Decoded extends DecodedChunk {
   /** Not held by the cache: the caller may give the buffer away (transfer it to a worker). */
   own: boolean;
@@ -71,11 +156,23 @@ export class ChunkReader {
     cacheBytes = 64 << 20,
     readonly decoder: ChunkDecoder = inProcessDecoder,
     private readonly cache = new ChunkCache(cacheBytes),
+    /** The operation's memo; without one, each read has a memo of its own (its chain is still decoded once). */
+    readonly memo?: DecodeMemo,
   ) {}
 
-  /** The same store and cache, decoding through `decoder` (a worker pool for a large restore). */
+  /** The same store, cache and memo, decoding through `decoder` (a worker pool for a large restore). */
   withDecoder(decoder: ChunkDecoder): ChunkReader {
-    return new ChunkReader(this.store, this.cache.capacity, decoder, this.cache);
+    return new ChunkReader(this.store, this.cache.capacity, decoder, this.cache, this.memo);
+  }
+
+  /** The same store, cache and decoder, with `memo` kept across reads: one operation's reader. */
+  withMemo(memo = new DecodeMemo()): ChunkReader {
+    return new ChunkReader(this.store, this.cache.capacity, this.decoder, this.cache, memo);
+  }
+
+  /** The operation's memo, or a fresh one for a single read. */
+  private memoFor(): DecodeMemo {
+    return this.memo ?? new DecodeMemo(Number.POSITIVE_INFINITY);
   }
 
   /** Header only: codec, depth and references, from one small range read. */
@@ -116,7 +213,9 @@ export class ChunkReader {
    * same bytes themselves against a digest that covers them (a restore checks
    * every tensor's SHA-256, which a damaged chunk cannot pass), and re-read
    * with `read` to name the damaged object when that check fails. With
-   * `out`, decoded there. The bytes returned are the caller's own.
+   * `out`, decoded there; without, the bytes may be shared with the
+   * operation's memo (a later version's chunk is coded against them): do
+   * not modify them.
    */
   async readUnverified(digest: string, expectedLength: number, out?: Uint8Array): Promise<Uint8Array> {
     const hit = this.cache.get(digest);
@@ -125,16 +224,17 @@ export class ChunkReader {
       out.set(hit.bytes);
       return out;
     }
-    if (hit) return hit.bytes.slice();
-    return (await this.decode(digest, expectedLength, HARD_MAX_DEPTH, { verify: false, verifyRefs: false }, out)).bytes;
+    if (hit) return hit.bytes;
+    return (await this.decode(digest, expectedLength, HARD_MAX_DEPTH, { verify: false, verifyRefs: false }, this.memoFor(), out)).bytes;
   }
 
   private async checked(digest: string, expectedLength: number | undefined, maxDepth: number, out?: Uint8Array): Promise<DecodedChunk> {
+    const memo = this.memoFor();
     try {
-      return await this.decode(digest, expectedLength, maxDepth, { verify: true, verifyRefs: false }, out);
+      return await this.decode(digest, expectedLength, maxDepth, { verify: true, verifyRefs: false }, memo, out);
     } catch (e) {
       if (!(e instanceof IntegrityError)) throw e;
-      return this.decode(digest, expectedLength, maxDepth, { verify: true, verifyRefs: true }, out); // throws, naming the damaged link
+      return this.decode(digest, expectedLength, maxDepth, { verify: true, verifyRefs: true }, memo, out); // throws, naming the damaged link
     }
   }
 
@@ -144,21 +244,61 @@ export class ChunkReader {
     }
   }
 
-  private async decode(digest: string, expectedLength: number | undefined, maxDepth: number, mode: Mode, out?: Uint8Array): Promise<Decoded> {
-    const hit = this.cache.get(digest); // verified bytes serve unverified reads too (a reference a child is decoded against)
-    if (hit) {
-      this.checkLength(digest, hit.header, expectedLength);
-      if (out) {
-        out.set(hit.bytes);
-        return { bytes: out, header: hit.header, own: false };
-      }
-      return { ...hit, own: false };
-    }
-    const object = await this.store.get(digest);
-    const header = decodeObjectHeader(object, digest);
+  private checkDepth(digest: string, header: ObjectHeader, maxDepth: number): void {
     if (header.depth > maxDepth) {
       throw new At1Error('E_CORRUPT', `object ${digest}: chain depth ${header.depth} exceeds the ${maxDepth} allowed here (a cycle or a damaged header)`);
     }
+  }
+
+  /**
+   * An entry of the memo (kept or in flight) usable in `mode`: any entry for
+   * an unhashed read, an entry hashed now (or before) for a verified one;
+   * nothing while diagnosing a failure, which re-reads every link.
+   */
+  private async fromMemo(digest: string, mode: Mode, memo: DecodeMemo): Promise<MemoEntry | undefined> {
+    if (mode.verifyRefs) return undefined;
+    let entry = memo.get(digest);
+    if (!entry) {
+      const p = memo.inFlight(digest);
+      if (!p) return undefined;
+      entry = await p.catch(() => undefined); // its failure is reported by whoever asked first; decode again here
+      if (!entry) return undefined;
+    }
+    if (mode.verify && !entry.verified) {
+      if (sha256Hex(entry.bytes) !== digest) {
+        memo.forget(digest);
+        return undefined;
+      }
+      entry.verified = true;
+    }
+    return entry;
+  }
+
+  private async decode(digest: string, expectedLength: number | undefined, maxDepth: number, mode: Mode, memo: DecodeMemo, out?: Uint8Array): Promise<Decoded> {
+    const hit = this.cache.get(digest) ?? (await this.fromMemo(digest, mode, memo)); // verified bytes serve unverified reads too (a reference a child is decoded against)
+    if (hit) {
+      this.checkLength(digest, hit.header, expectedLength);
+      this.checkDepth(digest, hit.header, maxDepth);
+      if (out) {
+        if (out.length !== hit.header.rawLength) throw new At1Error('E_INPUT', `object ${digest}: holds ${hit.header.rawLength} bytes, not the ${out.length} asked for`);
+        out.set(hit.bytes);
+        return { bytes: out, header: hit.header, own: false };
+      }
+      return { bytes: hit.bytes, header: hit.header, own: false };
+    }
+    if (out || mode.verifyRefs) return this.decodeFresh(digest, expectedLength, maxDepth, mode, memo, out);
+    // Others asking for this object while it decodes wait for this decode instead of starting their own.
+    const p = this.decodeFresh(digest, expectedLength, maxDepth, mode, memo).then((d) => ({ bytes: d.bytes, header: d.header, verified: mode.verify }));
+    memo.track(digest, p);
+    const entry = await p;
+    memo.remember(digest, entry);
+    return { bytes: entry.bytes, header: entry.header, own: false };
+  }
+
+  private async decodeFresh(digest: string, expectedLength: number | undefined, maxDepth: number, mode: Mode, memo: DecodeMemo, out?: Uint8Array): Promise<Decoded> {
+    const object = await this.store.get(digest);
+    const header = decodeObjectHeader(object, digest);
+    this.checkDepth(digest, header, maxDepth);
     this.checkLength(digest, header, expectedLength);
     if (out && out.length !== header.rawLength) throw new At1Error('E_INPUT', `object ${digest}: holds ${header.rawLength} bytes, not the ${out.length} asked for`);
     // References are read (and decoded) concurrently: two links of a trajectory delta cost one round trip, not two.
@@ -167,7 +307,7 @@ export class ChunkReader {
         // A reference covers the same elements as this chunk, so its length follows from the two dtypes.
         const refLength = (header.rawLength * dtypeBits(r.dtype)) / dtypeBits(header.dtype);
         const refMode = { verify: mode.verifyRefs, verifyRefs: mode.verifyRefs };
-        return this.decode(r.digest, Number.isInteger(refLength) ? refLength : undefined, header.depth - 1, refMode);
+        return this.decode(r.digest, Number.isInteger(refLength) ? refLength : undefined, header.depth - 1, refMode, memo);
       }),
     );
     const refChunks: RefChunk[] = header.refs.map((r, i) => ({ dtype: r.dtype, bytes: refs[i]!.bytes }));

@@ -9,6 +9,8 @@ import { dtypeInfo } from '../format/dtype.js';
 import { describeJson } from '../format/strict-json.js';
 import { isSha256Hex } from '../util/hash.js';
 import { nameProblem } from './names.js';
+import { sketchable, type TensorSketch, type VersionSketch } from './sketch.js';
+import { dtypeBits } from '../format/dtype.js';
 
 export const MANIFEST_FORMAT = 'at1.version';
 export const MANIFEST_FORMAT_VERSION = 1;
@@ -126,7 +128,13 @@ export interface VersionManifest {
   files: FileEntry[];
   /** Bytes of the original version and bytes of the objects this version added when it was stored. */
   stats: { rawBytes: number; newObjectBytes: number; newObjects: number };
+  /** Sampled values of a few tensors (sketch.ts): how later adds rank this version as a reference without decoding it. Optional: older manifests have none. */
+  sketch?: VersionSketch;
 }
+
+/** At most this many tensors in a sketch, each of at most this many base64 characters (256 F32 values). */
+export const MAX_SKETCH_TENSORS = 64;
+const MAX_SKETCH_CHARS = 1368;
 
 /* ---- validation of untrusted JSON ---- */
 
@@ -352,6 +360,7 @@ export function parseManifest(bytes: Uint8Array, expectedName: string): VersionM
   // A one-file version is exactly one safetensors file: restore writes files[0] and verify checks all, so they must be the same thing.
   if (o.layout === 'file' && (files.length !== 1 || files[0]!.kind !== 'safetensors')) c.fail('files', 'of a "file" version must be exactly one safetensors file');
   const s = c.obj(o.stats, 'stats');
+  const sketch = o.sketch === undefined ? undefined : parseSketch(c, o.sketch);
   return {
     format: MANIFEST_FORMAT,
     formatVersion,
@@ -361,7 +370,27 @@ export function parseManifest(bytes: Uint8Array, expectedName: string): VersionM
     layout: o.layout as VersionManifest["layout"],
     files,
     stats: { rawBytes: c.int(s.rawBytes, 'stats.rawBytes'), newObjectBytes: c.int(s.newObjectBytes, 'stats.newObjectBytes'), newObjects: c.int(s.newObjects, 'stats.newObjects') },
+    ...(sketch ? { sketch } : {}),
   };
+}
+
+function parseSketch(c: Checker, v: Json): VersionSketch {
+  const o = c.obj(v, 'sketch');
+  const list = c.arr(o.tensors, 'sketch.tensors');
+  if (list.length > MAX_SKETCH_TENSORS) c.fail('sketch.tensors', `has ${list.length} entries (at most ${MAX_SKETCH_TENSORS})`);
+  const tensors = list.map((t, i): TensorSketch => {
+    const p = `sketch.tensors[${i}]`;
+    const e = c.obj(t, p);
+    const dtype = c.str(e.dtype, `${p}.dtype`, 16);
+    if (!sketchable(dtype)) c.fail(`${p}.dtype`, `is not F32, F16 or BF16: ${dtype}`);
+    const values = c.str(e.values, `${p}.values`, MAX_SKETCH_CHARS);
+    const bytes = Buffer.from(values, 'base64');
+    if (bytes.toString('base64') !== values || bytes.length % (dtypeBits(dtype) / 8) !== 0) c.fail(`${p}.values`, 'is not base64 of whole values');
+    const step = c.int(e.step, `${p}.step`);
+    if (step === 0) c.fail(`${p}.step`, 'is zero');
+    return { name: c.str(e.name, `${p}.name`), dtype, start: c.int(e.start, `${p}.start`), step, values };
+  });
+  return { tensors };
 }
 
 /** The lowest format version that can express `m`: 2 when a file has packs, else 1 (readable by every build). */

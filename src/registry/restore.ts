@@ -60,7 +60,7 @@ async function getUnderLease(reg: Registry, name: string, out: string, opts: Get
   const w = await AtomicFileWriter.create(out);
   let source: ChunkSource | undefined;
   try {
-    source = chunkSource(reg.reader, f.size, reg.settings);
+    source = chunkSource(reg.reader.withMemo(), f.size, reg.settings); // one memo per restore: each object decoded once
     for await (const part of readFile(reg, m, f, source)) {
       await w.write(part);
       opts.onProgress?.({ label: `get ${name}`, done: w.bytesWritten, total: f.size, unit: 'bytes' });
@@ -90,7 +90,7 @@ async function getDirectory(reg: Registry, m: VersionManifest, out: string, opts
   let source: ChunkSource | undefined;
   let done = 0;
   try {
-    source = chunkSource(reg.reader, total, reg.settings);
+    source = chunkSource(reg.reader.withMemo(), total, reg.settings);
     for (const f of m.files) {
       const target = join(tmp, ...f.path.split('/')); // paths were checked when the manifest was parsed: relative, no '..'
       const shown = join(out, ...f.path.split('/'));

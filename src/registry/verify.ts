@@ -76,7 +76,8 @@ async function verifyUnderLease(reg: Registry, name: string | undefined, onProgr
   let done = 0;
   const versions: VersionVerdict[] = [];
   // A reader of its own: verify re-reads everything from storage, never trusting chunks an earlier call decoded.
-  const source = chunkSource(new ChunkReader(reg.store), total, reg.settings);
+  // Its memo spans every version verified: a version's chunks are decoded once, for their own check and as the next version's references.
+  const source = chunkSource(new ChunkReader(reg.store).withMemo(), total, reg.settings);
   try {
     for (const m of manifests) {
       versions.push(

@@ -35,6 +35,8 @@ export interface ObjectStats {
 
 export class ObjectStore {
   readonly stats: ObjectStats = { bytesRead: 0, objectsRead: 0 };
+  /** Whole-object reads per digest, once countReadsPerObject() was called (each is one decode of that object). */
+  private perObject: Map<string, number> | undefined;
 
   constructor(readonly backend: Backend) {}
 
@@ -60,7 +62,14 @@ export class ObjectStore {
     const b = await this.backend.read(objectKey(digest));
     this.stats.bytesRead += b.length;
     this.stats.objectsRead += 1;
+    this.perObject?.set(digest, (this.perObject.get(digest) ?? 0) + 1);
     return b;
+  }
+
+  /** Start counting whole-object reads per digest (off by default: a long-running server would keep a count per object); the map is live and the caller may clear it. */
+  countReadsPerObject(): Map<string, number> {
+    this.perObject ??= new Map();
+    return this.perObject;
   }
 
   /** Exactly `length` bytes at `offset`: an object too short is an error (E_CORRUPT). */
