@@ -1512,7 +1512,10 @@ function projectManifest(j: Record<string, unknown>): unknown {
   const s = j.stats as Record<string, unknown>;
   // The parser reports the version the content needs (a version 2 manifest without packs reads as 1), which is what it serializes back to.
   const needs = files.some((f: { kind: string; packs?: unknown[] }) => f.kind === 'safetensors' && f.packs !== undefined && f.packs.length > 0) ? 2 : 1;
-  return { format: j.format, formatVersion: needs, name: j.name, parent: j.parent, createdAt: j.createdAt, layout: j.layout, files, stats: { rawBytes: s.rawBytes, newObjectBytes: s.newObjectBytes, newObjects: s.newObjects } };
+  // The optional sketch (FORMAT §6): the reference ranking's sampled values, kept as recorded, members in a fixed order.
+  const sk = j.sketch as { tensors: Record<string, unknown>[] } | undefined;
+  const sketch = sk === undefined ? {} : { sketch: { tensors: sk.tensors.map((t) => ({ name: t.name, dtype: t.dtype, start: t.start, step: t.step, values: t.values })) } };
+  return { format: j.format, formatVersion: needs, name: j.name, parent: j.parent, createdAt: j.createdAt, layout: j.layout, files, stats: { rawBytes: s.rawBytes, newObjectBytes: s.newObjectBytes, newObjects: s.newObjects }, ...sketch };
 }
 
 /** layout and files of a manifest, if it is JSON at all. */

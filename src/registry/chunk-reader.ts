@@ -274,7 +274,10 @@ export class ChunkReader {
     return entry;
   }
 
-  private async decode(digest: string, expectedLength: number | undefined, maxDepth: number, mode: Mode, memo: DecodeMemo, out?: Uint8Array): Promise<Decoded> {
+  private async decode(digest: string, expectedLength: number | undefined, maxDepth: number, mode: Mode, memo: DecodeMemo, out?: Uint8Array, path: readonly string[] = []): Promise<Decoded> {
+    // A damaged object can name itself or an ancestor as its reference: waiting on that ancestor's decode in the memo
+    // would wait forever (the promise waits on itself), so a cycle is refused before anything waits.
+    if (path.includes(digest)) throw new At1Error('E_CORRUPT', `object ${digest}: its reference chain leads back to itself (a damaged header)`);
     const hit = this.cache.get(digest) ?? (await this.fromMemo(digest, mode, memo)); // verified bytes serve unverified reads too (a reference a child is decoded against)
     if (hit) {
       this.checkLength(digest, hit.header, expectedLength);
@@ -286,16 +289,16 @@ export class ChunkReader {
       }
       return { bytes: hit.bytes, header: hit.header, own: false };
     }
-    if (out || mode.verifyRefs) return this.decodeFresh(digest, expectedLength, maxDepth, mode, memo, out);
+    if (out || mode.verifyRefs) return this.decodeFresh(digest, expectedLength, maxDepth, mode, memo, out, path);
     // Others asking for this object while it decodes wait for this decode instead of starting their own.
-    const p = this.decodeFresh(digest, expectedLength, maxDepth, mode, memo).then((d) => ({ bytes: d.bytes, header: d.header, verified: mode.verify }));
+    const p = this.decodeFresh(digest, expectedLength, maxDepth, mode, memo, undefined, path).then((d) => ({ bytes: d.bytes, header: d.header, verified: mode.verify }));
     memo.track(digest, p);
     const entry = await p;
     memo.remember(digest, entry);
     return { bytes: entry.bytes, header: entry.header, own: false };
   }
 
-  private async decodeFresh(digest: string, expectedLength: number | undefined, maxDepth: number, mode: Mode, memo: DecodeMemo, out?: Uint8Array): Promise<Decoded> {
+  private async decodeFresh(digest: string, expectedLength: number | undefined, maxDepth: number, mode: Mode, memo: DecodeMemo, out?: Uint8Array, path: readonly string[] = []): Promise<Decoded> {
     const object = await this.store.get(digest);
     const header = decodeObjectHeader(object, digest);
     this.checkDepth(digest, header, maxDepth);
@@ -307,7 +310,7 @@ export class ChunkReader {
         // A reference covers the same elements as this chunk, so its length follows from the two dtypes.
         const refLength = (header.rawLength * dtypeBits(r.dtype)) / dtypeBits(header.dtype);
         const refMode = { verify: mode.verifyRefs, verifyRefs: mode.verifyRefs };
-        return this.decode(r.digest, Number.isInteger(refLength) ? refLength : undefined, header.depth - 1, refMode, memo);
+        return this.decode(r.digest, Number.isInteger(refLength) ? refLength : undefined, header.depth - 1, refMode, memo, undefined, [...path, digest]);
       }),
     );
     const refChunks: RefChunk[] = header.refs.map((r, i) => ({ dtype: r.dtype, bytes: refs[i]!.bytes }));
