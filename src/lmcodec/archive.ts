@@ -11,13 +11,15 @@
  * whole input's SHA-256 and length, and names the frame that fails.
  */
 import { createHash } from 'node:crypto';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { At1Error, IntegrityError } from '../errors.js';
 import { AtomicFileWriter } from '../util/atomic-file.js';
 import { checkOutputPath } from '../util/output-path.js';
 import { fsError } from '../util/fs-errors.js';
 import { parallelMap } from '../util/parallel-map.js';
+import { openFileSource, type InputSource } from '../format/input-source.js';
 import { ArchiveReader, ArchiveWriter, type ArchiveTrailer } from './container.js';
+import type { EncodedFrame } from './frame-codec.js';
 import { CODEC, checkSameModel, type CoderOptions } from './coder.js';
 import { openFramePool, type FramePool } from './frame-pool.js';
 import { treeStream, treeStreamPlan, unpackTree } from './tree-stream.js';
@@ -92,26 +94,19 @@ async function* framesOf(pieces: AsyncIterable<Uint8Array>, frameSize: number): 
   if (buf.length > 0) yield buf.slice();
 }
 
-async function* fileStream(path: string, size: number): AsyncGenerator<Uint8Array> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw fsError(e, 'open', path);
-  }
-  try {
-    let off = 0;
-    while (off < size) {
-      const want = Math.min(1 << 20, size - off);
-      const b = new Uint8Array(want);
-      const { bytesRead } = await fh.read(b, 0, want, off);
-      if (bytesRead !== want) throw new At1Error('E_INPUT', `${path} changed while it was read (short read at byte ${off + bytesRead})`);
-      off += want;
-      yield b;
-    }
-  } finally {
-    await fh.close();
-  }
+/** A file as pieces of 1 MiB, read through one InputSource; a file that changed size while read is refused. */
+async function* fileStream(src: InputSource): AsyncGenerator<Uint8Array> {
+  for (let off = 0; off < src.size; off += 1 << 20) yield await src.readRange(off, Math.min(1 << 20, src.size - off));
+  await src.checkUnchanged?.();
+}
+
+interface CodedFrame {
+  raw: Uint8Array;
+  rawSha256: string;
+  payload: Uint8Array;
+  tokens: number;
+  mode: number;
+  bits: EncodedFrame['bits'];
 }
 
 /** Compresses the file or directory `input` with `version` of the registry at `location` into `out`. */
@@ -130,20 +125,24 @@ export async function compressToArchive(location: string, version: string, input
   let kind: 'bytes' | 'tree';
   let length: number;
   let pieces: AsyncIterable<Uint8Array>;
+  let file: InputSource | undefined;
   if (st.isDirectory()) {
     const plan = await treeStreamPlan(input);
     kind = 'tree';
     length = plan.length;
     pieces = treeStream(plan);
   } else if (st.isFile()) {
+    file = await openFileSource(input);
     kind = 'bytes';
-    length = st.size;
-    pieces = fileStream(input, st.size);
+    length = file.size;
+    pieces = fileStream(file);
   } else throw new At1Error('E_INPUT', `${input} is neither a file nor a directory`);
 
-  const pool = await openFramePool(location, version, { ...opts, signal: opts.signal });
+  let pool: FramePool | undefined;
   let writer: ArchiveWriter | undefined;
   try {
+    pool = await openFramePool(location, version, opts);
+    const coders = pool;
     writer = await ArchiveWriter.create(out, { overwrite: opts.overwrite });
     const whole = createHash('sha256');
     let done = 0;
@@ -152,60 +151,47 @@ export async function compressToArchive(location: string, version: string, input
     let byteFrames = 0;
     const bits = { tokens: 0, escapes: 0, escapeBytes: 0 };
     const report = (): void => opts.onProgress?.({ phase: 'compress', bytesDone: done, bytesTotal: length, tokensDone });
-    // Frames are read ahead only as far as the pool can take them (bounded memory).
-    const frames: Uint8Array[] = [];
-    const source = framesOf(pieces, frameSize)[Symbol.asyncIterator]();
-    let exhausted = false;
-    const pull = async (): Promise<boolean> => {
-      if (exhausted) return false;
-      const r = await source.next();
-      if (r.done) {
-        exhausted = true;
-        return false;
+    const code = async (raw: Uint8Array, at: number): Promise<CodedFrame> => {
+      const enc = await coders.encode(raw, (n) => {
+        tokensDone += n;
+        report();
+      });
+      // decode-verify: the decoder's path, before the frame is written
+      const back = await coders.decode(enc.payload, raw.length);
+      if (!Buffer.from(back.buffer, back.byteOffset, back.byteLength).equals(raw)) {
+        throw new At1Error('E_IO', `frame at input byte ${at}: the coded frame does not decode to its input (a codec bug; nothing was written)`);
       }
-      frames.push(r.value);
-      whole.update(r.value);
-      return true;
+      return { raw, rawSha256: sha256(raw), payload: enc.payload, tokens: enc.tokens, mode: enc.mode, bits: enc.bits };
     };
-    const inFlight: Promise<{ raw: Uint8Array; payload: Uint8Array; tokens: number; mode: number; b: typeof bits }>[] = [];
-    const start = (raw: Uint8Array): void => {
-      inFlight.push(
-        (async () => {
-          const enc = await pool.encode(raw, (n) => {
-            tokensDone += n;
-            report();
-          });
-          // decode-verify: the decoder's path, before the frame is written
-          const back = await pool.decode(enc.payload, raw.length);
-          if (sha256(back) !== sha256(raw)) {
-            throw new At1Error('E_IO', `frame at input byte ${done}: the coded frame does not decode to its input (a codec bug; nothing was written)`);
-          }
-          return { raw, payload: enc.payload, tokens: enc.tokens, mode: enc.mode, b: enc.bits };
-        })(),
-      );
-    };
-    while ((await pull()) || frames.length > 0 || inFlight.length > 0) {
-      while (frames.length > 0 && inFlight.length < pool.size) start(frames.shift()!);
-      while (inFlight.length < pool.size && (await pull())) start(frames.shift()!);
-      const first = inFlight.shift();
-      if (!first) continue;
-      const r = await first;
+    const write = async (r: CodedFrame): Promise<void> => {
       opts.signal?.throwIfAborted();
-      await writer.appendFrame(r.payload, { rawLength: r.raw.length, rawSha256: sha256(r.raw), tokens: r.tokens });
+      await writer!.appendFrame(r.payload, { rawLength: r.raw.length, rawSha256: r.rawSha256, tokens: r.tokens });
       done += r.raw.length;
       tokens += r.tokens;
       if (r.mode !== 0) byteFrames++;
-      bits.tokens += r.b.tokens;
-      bits.escapes += r.b.escapes;
-      bits.escapeBytes += r.b.escapeBytes;
+      bits.tokens += r.bits.tokens;
+      bits.escapes += r.bits.escapes;
+      bits.escapeBytes += r.bits.escapeBytes;
       report();
+    };
+    // At most `pool.size` frames are being coded at once, plus the one being read: bounded memory. Frames are written in order.
+    const inFlight: Promise<CodedFrame>[] = [];
+    let read = 0;
+    for await (const raw of framesOf(pieces, frameSize)) {
+      whole.update(raw);
+      const p = code(raw, read);
+      p.catch(() => undefined); // a failure is thrown where the frame is awaited, in order; never an unhandled rejection meanwhile
+      inFlight.push(p);
+      read += raw.length;
+      if (inFlight.length >= coders.size) await write(await inFlight.shift()!);
     }
+    while (inFlight.length > 0) await write(await inFlight.shift()!);
     if (done !== length) throw new At1Error('E_INPUT', `${input} changed while it was read (${done} bytes, expected ${length})`);
     const trailer = await writer.finish({
       format: 'at1z',
       codec: CODEC,
-      codecParams: { ...pool.params },
-      model: pool.identity,
+      codecParams: { ...coders.params },
+      model: coders.identity,
       input: { kind, length, sha256: whole.digest('hex') },
       frameSize,
       createdBy: 'at1 0.1.0',
@@ -217,7 +203,8 @@ export async function compressToArchive(location: string, version: string, input
     await writer?.abort();
     throw e;
   } finally {
-    await pool.close();
+    await pool?.close();
+    await file?.close();
   }
 }
 
