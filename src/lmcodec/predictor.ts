@@ -116,6 +116,8 @@ export class TokenPredictor {
   /** per order, this step: the bucket used (−1: the context was unseen) and whether x was new there */
   private readonly stepBucket = new Int32Array(ORDERS + 1);
   private readonly stepCtx: (Counts | undefined)[] = [];
+  /** per order, this step: the context's hash (undefined: fewer tokens than the order so far), reused by update */
+  private readonly stepHash: (number | undefined)[] = [];
   private matchToken = -1;
   private matchConf = 0;
   private set = 0;
@@ -207,7 +209,7 @@ export class TokenPredictor {
     for (let o = 1; o <= ORDERS; o++) {
       const lower = this.q[o]!;
       const qo = this.q[o + 1]!;
-      const h = this.ctxHash(o);
+      const h = (this.stepHash[o] = this.ctxHash(o));
       const c = h === undefined ? undefined : this.ctx[o - 1]!.get(h);
       this.stepCtx[o] = c;
       this.stepBucket[o] = -1;
@@ -333,9 +335,9 @@ export class TokenPredictor {
       }
     }
     for (let o = 1; o <= ORDERS; o++) {
-      const h = this.ctxHash(o);
+      const h = this.stepHash[o];
       if (h === undefined) continue;
-      let c = this.ctx[o - 1]!.get(h);
+      let c = this.stepCtx[o];
       if (!c) this.ctx[o - 1]!.set(h, (c = new Counts()));
       c.add(x);
     }

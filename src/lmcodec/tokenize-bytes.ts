@@ -226,7 +226,5 @@ export function reconstruct(frame: TokenizedFrame, spell: TokenBytes): Uint8Arra
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
