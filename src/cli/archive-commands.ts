@@ -6,6 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import { At1Error, benchArchive, compressToArchive, decompressArchive, verifyArchive, type ArchiveProgress } from '../index.js';
+import { cliOpenOptions } from './env.js';
 import { formatBytes, printJson, table } from './output.js';
 import { intArg, parseByteSize } from './model-commands.js';
 
@@ -60,7 +61,7 @@ function compressCommand(): Command {
     const bar = progressLine(o.json);
     try {
       const r = await compressToArchive(dir, version, input, o.out, {
-        frameSize: o.frameSize, threads: o.threads, kernels: o.kernels, configPath: o.config, tokenizerPath: o.tokenizer, context: o.context, overwrite: o.force, onProgress: bar.onProgress,
+        frameSize: o.frameSize, threads: o.threads, settings: cliOpenOptions().settings, kernels: o.kernels, configPath: o.config, tokenizerPath: o.tokenizer, context: o.context, overwrite: o.force, onProgress: bar.onProgress,
       });
       bar.stop();
       const summary = {
@@ -90,7 +91,7 @@ function decompressCommand(): Command {
   return withCommon(c).action(async (dir: string, archive: string, o: CommonOptions & { out: string }) => {
     const bar = progressLine(o.json);
     try {
-      const r = await decompressArchive(dir, archive, o.out, { threads: o.threads, kernels: o.kernels, configPath: o.config, tokenizerPath: o.tokenizer, onProgress: bar.onProgress });
+      const r = await decompressArchive(dir, archive, o.out, { settings: cliOpenOptions().settings, threads: o.threads, kernels: o.kernels, configPath: o.config, tokenizerPath: o.tokenizer, onProgress: bar.onProgress });
       bar.stop();
       const summary = { archive, out: o.out, kind: r.trailer.input.kind, bytes: r.outputBytes, sha256: r.trailer.input.sha256, model: r.trailer.model.version, seconds: r.seconds, integrity: 'PASS' };
       if (o.json) return printJson(summary);
@@ -109,7 +110,7 @@ function verifyCommand(): Command {
   return withCommon(c).action(async (dir: string, archive: string, o: CommonOptions) => {
     const bar = progressLine(o.json);
     try {
-      const r = await verifyArchive(dir, archive, { threads: o.threads, kernels: o.kernels, configPath: o.config, tokenizerPath: o.tokenizer, onProgress: bar.onProgress });
+      const r = await verifyArchive(dir, archive, { settings: cliOpenOptions().settings, threads: o.threads, kernels: o.kernels, configPath: o.config, tokenizerPath: o.tokenizer, onProgress: bar.onProgress });
       bar.stop();
       if (o.json) return printJson({ archive, frames: r.trailer.frames.length, bytes: r.outputBytes, model: r.trailer.model.version, seconds: r.seconds, integrity: 'PASS' });
       process.stdout.write(`${archive}: ${r.trailer.frames.length} frame(s), ${formatBytes(r.outputBytes)}, model ${r.trailer.model.version}\nintegrity: PASS (SHA-256)\n`);
@@ -127,7 +128,7 @@ function benchCommand(): Command {
     .argument('<files...>', 'files to compress');
   return withCommon(c).action(async (dir: string, version: string, files: string[], o: CommonOptions) => {
     const bar = progressLine(o.json);
-    const rows = await benchArchive(dir, version, files, { threads: o.threads, kernels: o.kernels, configPath: o.config, tokenizerPath: o.tokenizer, onProgress: bar.onProgress });
+    const rows = await benchArchive(dir, version, files, { settings: cliOpenOptions().settings, threads: o.threads, kernels: o.kernels, configPath: o.config, tokenizerPath: o.tokenizer, onProgress: bar.onProgress });
     bar.stop();
     if (o.json) return printJson(rows);
     const names = [...new Set(rows.flatMap((r) => Object.keys(r.baselines)))];

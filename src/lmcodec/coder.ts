@@ -6,6 +6,7 @@
 import { At1Error } from '../errors.js';
 import { openModel, type OpenedModel } from '../model/open-model.js';
 import { Registry } from '../registry/registry.js';
+import type { RegistrySettings } from '../registry/settings.js';
 import type { ArchiveModel } from './container.js';
 import type { FrameCoderOptions } from './frame-codec.js';
 import { TokenBytes, type VocabularyView } from './tokenize-bytes.js';
@@ -19,6 +20,8 @@ export interface CoderOptions {
   tokenizerPath?: string;
   /** kernels: 'wasm' (default) or 'js'; both give the same bits */
   kernels?: 'wasm' | 'js';
+  /** the registry's settings when `location` is opened here (the CLI fills them from AT1_*, as for every command) */
+  settings?: Partial<RegistrySettings>;
   /**
    * Context positions the coder gives the model (compressing; a decoder takes the archive's):
    * default min(256, the model's). Measured on the fixture family, 256 codes as small as 512 or
@@ -40,7 +43,7 @@ export interface Coder {
 
 /** Opens `version` of the registry at `location` as a coder (the caller closes it). */
 export async function openCoder(location: string | Registry, version: string, opts: CoderOptions = {}): Promise<Coder> {
-  const reg = typeof location === 'string' ? await Registry.open(location) : location;
+  const reg = typeof location === 'string' ? await Registry.open(location, { settings: opts.settings }) : location;
   const opened = await openModel(reg, version, { configPath: opts.configPath, tokenizerPath: opts.tokenizerPath, kernels: opts.kernels, fullLoad: true, maxSeqLen: opts.context });
   try {
     const tk = opened.tokenizer;

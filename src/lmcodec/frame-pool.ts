@@ -31,7 +31,7 @@ export interface FramePoolOptions extends CoderOptions {
 export async function openFramePool(location: string, version: string, opts: FramePoolOptions = {}): Promise<FramePool> {
   const threads = opts.threads ?? 1;
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new At1Error('E_INPUT', `threads must be a whole number from 1 to 64, is ${String(opts.threads)}`);
-  const coderOpts: CoderOptions = { configPath: opts.configPath, tokenizerPath: opts.tokenizerPath, kernels: opts.kernels, context: opts.context };
+  const coderOpts: CoderOptions = { configPath: opts.configPath, tokenizerPath: opts.tokenizerPath, kernels: opts.kernels, context: opts.context, settings: opts.settings };
   if (threads === 1) return inProcessPool(await openCoder(location, version, coderOpts), opts.signal);
   return workerPool(location, version, coderOpts, threads);
 }
