@@ -2,7 +2,7 @@
  * Helpers of the runtime tests: small random Llama models written as safetensors bytes, and a
  * straightforward float64 forward pass (no KV cache, no float32 anywhere) to compare against.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LlamaConfig } from '../src/runtime/config.js';
@@ -414,3 +414,25 @@ export function byteFallbackTokenizerJson(): object {
 }
 
 export const BYTE_FALLBACK_TOKENIZER_CONFIG = { bos_token: '<s>', eos_token: '</s>' };
+
+/** The fixture vocabulary's single characters, "▁" read as a space: what its tokenizer can spell. */
+export function fixtureVocabChars(): Set<string> {
+  const vocab = (JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> } }).model.vocab;
+  return new Set(Object.keys(vocab).filter((k) => [...k].length === 1).map((k) => (k === '\u2581' ? ' ' : k)));
+}
+
+/** What decode(encode(text)) gives with a vocabulary of `chars` and no byte tokens: "▁" read back as a space, each maximal run of other characters as "<unk>". */
+export function roundTripWithUnk(text: string, chars: Set<string>): string {
+  let out = '';
+  let unk = false;
+  for (const ch of text.replaceAll('\u2581', ' ')) {
+    if (chars.has(ch)) {
+      out += ch;
+      unk = false;
+    } else if (!unk) {
+      out += '<unk>';
+      unk = true;
+    }
+  }
+  return out;
+}

@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Tokenizer as NativeTokenizer } from '@anush008/tokenizers';
 import { LlamaTokenizer } from '../src/runtime/index.js';
-import { BYTE_FALLBACK_TOKENIZER_CONFIG, FIXTURE, HAS_SHARED_CORPUS, SHARED_CORPUS, SNIPPETS, byteFallbackTokenizerJson } from './runtime-helpers.js';
+import { BYTE_FALLBACK_TOKENIZER_CONFIG, FIXTURE, HAS_SHARED_CORPUS, SHARED_CORPUS, SNIPPETS, byteFallbackTokenizerJson, fixtureVocabChars, roundTripWithUnk } from './runtime-helpers.js';
 
 interface Pair {
   name: string;
@@ -41,8 +41,7 @@ interface Pair {
 function fixturePair(): Pair {
   const json = readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8');
   const cfg = JSON.parse(readFileSync(join(FIXTURE, 'tokenizer_config.json'), 'utf8')) as object;
-  const vocab = (JSON.parse(json) as { model: { vocab: Record<string, number> } }).model.vocab;
-  const chars = new Set(Object.keys(vocab).filter((k) => [...k].length === 1).map((k) => (k === '▁' ? ' ' : k)));
+  const chars = fixtureVocabChars();
   return { name: 'fixture tokenizer', ours: new LlamaTokenizer(JSON.parse(json) as object, cfg), native: NativeTokenizer.fromString(json), chars, specials: specialsOf(JSON.parse(json)) };
 }
 
@@ -75,22 +74,6 @@ function byteFallbackRoundTrip(text: string, specials: readonly string[]): strin
   return text.replaceAll('\u2581', ' ').replace(after, '$1 ');
 }
 
-/** The fixture tokenizer's round trip: ▁ read back as a space, each maximal run of characters outside its vocabulary as "<unk>". */
-function withUnk(text: string, chars: Set<string>): string {
-  let out = '';
-  let unk = false;
-  for (const ch of text.replaceAll('\u2581', ' ')) {
-    if (chars.has(ch)) {
-      out += ch;
-      unk = false;
-    } else if (!unk) {
-      out += '<unk>';
-      unk = true;
-    }
-  }
-  return out;
-}
-
 async function crossCheck(p: Pair, text: string): Promise<void> {
   const ids = p.ours.encode(text);
   const native = await nativeIds(p.native, text);
@@ -105,7 +88,7 @@ async function crossCheck(p: Pair, text: string): Promise<void> {
   } else if (!p.specials.some((t) => text.includes(t))) {
     // (text holding an added token's content is split there as above; the ids and decode checks cover it)
     const outside = new Set([...text].filter((ch) => ch !== '\u2581' && !p.chars!.has(ch)));
-    assert.equal(decoded, withUnk(text, p.chars), `${p.name}: round trip is not the text with runs outside the vocabulary as <unk>`);
+    assert.equal(decoded, roundTripWithUnk(text, p.chars), `${p.name}: round trip is not the text with runs outside the vocabulary as <unk>`);
     assert.equal(decoded === text.replaceAll('\u2581', ' '), outside.size === 0, `${p.name}: round trip exact ⇔ every character in the vocabulary (outside: ${JSON.stringify([...outside].slice(0, 20).join(''))})`);
   }
 }

@@ -9,27 +9,9 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { LlamaTokenizer } from '../src/runtime/index.js';
-import { BYTE_FALLBACK_TOKENIZER_CONFIG, FIXTURE, HAS_SHARED_CORPUS, SHARED_CORPUS, SNIPPETS, byteFallbackTokenizerJson } from './runtime-helpers.js';
+import { BYTE_FALLBACK_TOKENIZER_CONFIG, FIXTURE, HAS_SHARED_CORPUS, SHARED_CORPUS, SNIPPETS, byteFallbackTokenizerJson, fixtureVocabChars, roundTripWithUnk } from './runtime-helpers.js';
 
 const fixtureTokenizer = (): Promise<LlamaTokenizer> => LlamaTokenizer.fromDir(FIXTURE);
-
-/** The fixture vocabulary's single characters (▁ read as space): anything else encodes to <unk>, runs fused. */
-function expectedRoundTrip(text: string): string {
-  const vocab = (JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> } }).model.vocab;
-  const chars = new Set(Object.keys(vocab).filter((k) => [...k].length === 1).map((k) => (k === '▁' ? ' ' : k)));
-  let out = '';
-  let unk = false;
-  for (const ch of text) {
-    if (chars.has(ch)) {
-      out += ch;
-      unk = false;
-    } else if (!unk) {
-      out += '<unk>';
-      unk = true;
-    }
-  }
-  return out;
-}
 
 function streamed(tk: LlamaTokenizer, ids: number[], opts: { context?: number[]; skipSpecialTokens?: boolean } = {}): { text: string; parts: string[] } {
   const sd = tk.streamDecoder(opts);
@@ -73,7 +55,7 @@ describe('fixture tokenizer', () => {
       const text = readFileSync(path, 'utf8');
       const ids = tk.encode(text);
       const whole = tk.decode(ids);
-      assert.equal(whole, expectedRoundTrip(text));
+      assert.equal(whole, roundTripWithUnk(text, fixtureVocabChars()));
       if (!name.startsWith('shared')) assert.equal(streamed(tk, ids).text, whole);
     });
   }
