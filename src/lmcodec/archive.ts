@@ -247,11 +247,13 @@ async function* decodedFrames(reader: ArchiveReader, pool: FramePool, opts: Deco
   }
 }
 
-async function openForDecode(location: string, archive: string, opts: DecompressOptions): Promise<{ reader: ArchiveReader; pool: FramePool }> {
+/** Opens the archive and its model; `check` runs on the trailer first, before the model is loaded (a refused output costs nothing). */
+async function openForDecode(location: string, archive: string, opts: DecompressOptions, check?: (t: ArchiveTrailer) => Promise<void>): Promise<{ reader: ArchiveReader; pool: FramePool }> {
   const reader = await ArchiveReader.open(archive);
   try {
     const t = reader.trailer;
     if (t.codec !== CODEC) throw new At1Error('E_UNSUPPORTED', `${archive} uses codec ${t.codec}; this build decodes ${CODEC}`);
+    await check?.(t);
     const threads = Math.max(1, Math.min(opts.threads ?? 1, t.frames.length || 1));
     const context = t.codecParams['context'];
     if (typeof context !== 'number') throw new At1Error('E_CORRUPT', `${archive}: codecParams.context is missing`);
@@ -272,14 +274,17 @@ async function openForDecode(location: string, archive: string, opts: Decompress
 /** Decompresses `archive` to `out` (a file, or a directory for an archived tree), atomically. */
 export async function decompressArchive(location: string, archive: string, out: string, opts: DecompressOptions = {}): Promise<DecompressResult> {
   const t0 = performance.now();
-  const { reader, pool } = await openForDecode(location, archive, opts);
+  // A file output passes the one output check before the model is loaded; a tree's is unpackTree's own.
+  let target = out;
+  const { reader, pool } = await openForDecode(location, archive, opts, async (t) => {
+    if (t.input.kind === 'bytes') target = (await checkOutputPath(out, { kind: 'file', label: '-o' })).path;
+  });
   try {
     const t = reader.trailer;
     if (t.input.kind === 'tree') {
       await unpackTree(decodedFrames(reader, pool, opts, 'decompress'), out, { source: archive });
     } else {
-      const checked = await checkOutputPath(out, { kind: 'file', label: '-o' });
-      const w = await AtomicFileWriter.create(checked.path, out);
+      const w = await AtomicFileWriter.create(target, out);
       try {
         for await (const b of decodedFrames(reader, pool, opts, 'decompress')) await w.write(b);
         await w.commit();

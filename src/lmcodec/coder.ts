@@ -84,7 +84,7 @@ export function checkSameModel(archive: string, recorded: ArchiveModel, params: 
   if (recorded.tokenizerSha256 !== coder.identity.tokenizerSha256) diffs.push(`tokenizer.json (archive ${recorded.tokenizerSha256.slice(0, 12)}…, given ${coder.identity.tokenizerSha256.slice(0, 12)}…)`);
   if (recorded.configSha256 !== coder.identity.configSha256) diffs.push(`config.json (archive ${recorded.configSha256.slice(0, 12)}…, given ${coder.identity.configSha256.slice(0, 12)}…)`);
   for (const [k, v] of Object.entries(coder.params)) {
-    if (params[k] !== v) diffs.push(`${k} (archive ${String(params[k])}, model ${v})`);
+    if (params[k] !== v) diffs.push(`${k} (archive ${params[k] === undefined ? 'none' : String(params[k])}, model ${v})`);
   }
   if (diffs.length) {
     throw new At1Error('E_INPUT', `${archive} was made with model ${recorded.version}; the model given differs in ${diffs.join('; ')}`);
