@@ -20,6 +20,7 @@
  */
 import { corrupt } from './bitio.js';
 import type { TokenModel } from './model.js';
+import { nativeKernels } from '../kernels.js';
 
 export const RANS_L = 1 << 15;
 
@@ -29,6 +30,31 @@ export const RANS_L = 1 << 15;
  * (states + words). Unrolled over the four states like the decoder.
  */
 export function ransEncode(tok: Uint8Array, src: Uint16Array | null, shift: number, n: number, model: TokenModel): Uint8Array {
+  const K = nativeKernels();
+  if (!K) return ransEncodeJs(tok, src, shift, n, model);
+  const { fc, rowOf } = encodeTables(model);
+  const out = new Uint8Array(16 + 2 * (n + 8));
+  const len = K.ransEncode(tok, src, shift, n, fc, rowOf, model.prec, out);
+  if (len < 0) throw new Error('rANS encode: a token has no frequency in its table');
+  return out.slice(0, len);
+}
+
+/** (group, token) -> frequency and start, interleaved; and per raw context its row offset in that array. */
+function encodeTables(model: TokenModel): { fc: Int32Array; rowOf: Int32Array } {
+  const { alphabet: S, freq, cum, groupOf } = model;
+  const G = model.groups;
+  const fc = new Int32Array(2 * G * S);
+  for (let k = 0; k < G * S; k++) {
+    fc[2 * k] = freq[k]!;
+    fc[2 * k + 1] = cum[k]!;
+  }
+  const rowOf = new Int32Array(groupOf.length);
+  for (let r = 0; r < groupOf.length; r++) rowOf[r] = groupOf[r]! * S * 2;
+  return { fc, rowOf };
+}
+
+/** The reference: ransEncode in plain JS (the compiled kernel gives the same bytes). */
+export function ransEncodeJs(tok: Uint8Array, src: Uint16Array | null, shift: number, n: number, model: TokenModel): Uint8Array {
   const { prec, alphabet: S, freq, cum, groupOf } = model;
   // (group, token) -> frequency and start, interleaved, and the renormalisation bound per entry
   const G = model.groups;
@@ -185,6 +211,31 @@ export class RansStream {
  * against a state array indexed by i&3).
  */
 export function ransDecodeTokens(
+  rs: RansStream,
+  tables: DecodeTables,
+  groupOf: Uint16Array,
+  src: Uint16Array | null,
+  shift: number,
+  n: number,
+  tok: Uint8Array,
+): void {
+  const K = nativeKernels();
+  if (!K) {
+    ransDecodeTokensJs(rs, tables, groupOf, src, shift, n, tok);
+    return;
+  }
+  const base = new Int32Array(groupOf.length);
+  for (let r = 0; r < groupOf.length; r++) base[r] = groupOf[r]! << tables.prec;
+  const st = new Int32Array([rs.x0, rs.x1, rs.x2, rs.x3]);
+  rs.pos = K.ransDecode(rs.buf, rs.pos, rs.end, st, tables.tab, tables.prec, base, src, shift, n, tok);
+  rs.x0 = st[0]!;
+  rs.x1 = st[1]!;
+  rs.x2 = st[2]!;
+  rs.x3 = st[3]!;
+}
+
+/** The reference: ransDecodeTokens in plain JS. */
+export function ransDecodeTokensJs(
   rs: RansStream,
   tables: DecodeTables,
   groupOf: Uint16Array,

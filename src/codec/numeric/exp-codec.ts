@@ -25,6 +25,7 @@ import type { Codec } from '../types.js';
 import { floatFormat, view16, view32, type FloatFormat } from './float.js';
 import { readFrame, writeFrame } from './frame.js';
 import { allocating, intoAligned } from '../decode-into.js';
+import { nativeKernels } from '../kernels.js';
 
 const ORDER1 = new Int32Array([0]);
 const GROUP0 = new Uint16Array(1);
@@ -42,15 +43,22 @@ function encodeExp(raw: Uint8Array, fmt: FloatFormat): Uint8Array {
   const mmask = (1 << mant) - 1;
   const v: Uint16Array | Uint32Array = W === 16 ? view16(raw) : view32(raw);
   const emask = (1 << fmt.expBits) - 1;
+  const K = nativeKernels();
   let orm = 0;
   let emin = emask;
   let emax = 0;
-  for (let i = 0; i < n; i++) {
-    const u = v[i]!;
-    orm |= u & mmask;
-    const e = (u >>> mant) & emask;
-    if (e < emin) emin = e;
-    if (e > emax) emax = e;
+  if (K) {
+    const r = new Int32Array(3);
+    K.expScan(v, mant, emask, r);
+    [orm, emin, emax] = [r[0]!, r[1]!, r[2]!];
+  } else {
+    for (let i = 0; i < n; i++) {
+      const u = v[i]!;
+      orm |= u & mmask;
+      const e = (u >>> mant) & emask;
+      if (e < emin) emin = e;
+      if (e > emax) emax = e;
+    }
   }
   // common trailing zero bits of the mantissa field
   const t = orm === 0 ? mant : 31 - Math.clz32(orm & -orm);
@@ -62,10 +70,12 @@ function encodeExp(raw: Uint8Array, fmt: FloatFormat): Uint8Array {
     const S = span << k;
     const hist = new Uint32Array(S);
     const low = kept - k;
-    for (let i = 0; i < n; i++) {
-      const u = v[i]!;
-      hist[((((u >>> mant) & emask) - emin) << k) | (((u & mmask) >>> t) >>> low)]!++;
-    }
+    if (K) K.expHist(v, mant, emask, emin, t, k, low, hist);
+    else
+      for (let i = 0; i < n; i++) {
+        const u = v[i]!;
+        hist[((((u >>> mant) & emask) - emin) << k) | (((u & mmask) >>> t) >>> low)]!++;
+      }
     const model = buildModel(hist, 1, S, ORDER1, 1);
     const bits = model.costBits + n * (1 + low);
     if (!best || bits < best.bits) best = { k, model, bits };
@@ -77,23 +87,26 @@ function encodeExp(raw: Uint8Array, fmt: FloatFormat): Uint8Array {
   const tok = new Uint8Array(n);
   const buf = new Uint8Array(((n * rawBits) >>> 3) + 8);
   let bpos = 0;
-  let acc = 0;
-  let nacc = 0;
   const signShift = W - 1;
-  for (let i = 0; i < n; i++) {
-    const u = v[i]!;
-    const m = (u & mmask) >>> t;
-    tok[i] = ((((u >>> mant) & emask) - emin) << k) | (m >>> low);
-    // sign in bit 0, then the low mantissa bits
-    acc |= ((u >>> signShift) | ((m & lowMask) << 1)) << nacc;
-    nacc += rawBits;
-    while (nacc >= 8) {
-      buf[bpos++] = acc & 0xff;
-      acc >>>= 8;
-      nacc -= 8;
+  if (K) bpos = K.expPack(v, mant, emask, emin, t, k, low, signShift, tok, buf);
+  else {
+    let acc = 0;
+    let nacc = 0;
+    for (let i = 0; i < n; i++) {
+      const u = v[i]!;
+      const m = (u & mmask) >>> t;
+      tok[i] = ((((u >>> mant) & emask) - emin) << k) | (m >>> low);
+      // sign in bit 0, then the low mantissa bits
+      acc |= ((u >>> signShift) | ((m & lowMask) << 1)) << nacc;
+      nacc += rawBits;
+      while (nacc >= 8) {
+        buf[bpos++] = acc & 0xff;
+        acc >>>= 8;
+        nacc -= 8;
+      }
     }
+    if (nacc > 0) buf[bpos++] = acc;
   }
-  if (nacc > 0) buf[bpos++] = acc;
   const rans = ransEncode(tok, null, 0, n, model.model);
   return writeFrame(t | (k << 5), n, model, rans, buf.subarray(0, bpos), [emin]);
 }
@@ -128,11 +141,16 @@ function decodeExp(payload: Uint8Array, out: Uint8Array, fmt: FloatFormat): void
   ransDecodeTokens(f.rans, f.tables, GROUP0, null, 0, n, tok);
   f.rans.finish('float-exp payload');
   const extra = f.extra;
+  const o: Uint16Array | Uint32Array = W === 16 ? new Uint16Array(out.buffer, out.byteOffset, n) : new Uint32Array(out.buffer, out.byteOffset, n);
+  const K = nativeKernels();
+  if (K) {
+    if (K.expUnpack(o, tok, extra, mant, emin, t, k, low) !== 0) corrupt('float-exp payload: raw-bits section length does not match');
+    return;
+  }
   const elen = extra.length;
   let epos = 0;
   let acc = 0;
   let nacc = 0;
-  const o: Uint16Array | Uint32Array = W === 16 ? new Uint16Array(out.buffer, out.byteOffset, n) : new Uint32Array(out.buffer, out.byteOffset, n);
   const signShift = W - 1;
   for (let i = 0; i < n; i++) {
     while (nacc < rawBits) {

@@ -1,0 +1,803 @@
+/*
+ * at1's codec kernels, compiled: the hot loops of the numeric codecs (rANS
+ * decode and encode, delta tokenise / rebuild, exponent coding, byte planes,
+ * contexts) as a Node-API addon. Each function is a 1:1 port of the plain-JS
+ * reference in src/codec/ (named beside each one) and must give the same
+ * bits, including on damaged input: where the JS reads past a typed array it
+ * gets `undefined`, which its integer ops turn into 0, so the C reads 0 there
+ * too; where the JS writes past one, nothing happens, so the C skips the
+ * write. test/codec-kernels-native.test.ts checks every kernel against the
+ * reference on random, adversarial and real fixture data.
+ *
+ * Every length comes from the typed arrays themselves (never from the
+ * caller's numbers alone), so no input makes this code touch memory outside
+ * the arrays it was given. Integer arithmetic is uint32 where the JS keeps
+ * values in [0, 2^31) or uses >>> (proved in the comments of the JS), and
+ * int32 where the JS uses | 0 or << / >>.
+ *
+ * Built by node-gyp during `npm ci` (binding.gyp at the repository root);
+ * src/codec/kernels.ts loads it and falls back to the JS when it is absent.
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---------- argument helpers ---------- */
+
+typedef struct {
+  void* data;
+  size_t length; /* elements */
+} arr_t;
+
+static napi_value throw_type(napi_env env, const char* msg) {
+  napi_throw_type_error(env, "E_KERNEL_ARGS", msg);
+  return NULL;
+}
+
+/* A typed array of the given type (or null/undefined when nullable: data NULL, length 0). */
+static int get_arr(napi_env env, napi_value v, napi_typedarray_type want, int nullable, arr_t* out) {
+  napi_valuetype vt;
+  if (napi_typeof(env, v, &vt) != napi_ok) return 0;
+  if (nullable && (vt == napi_null || vt == napi_undefined)) {
+    out->data = NULL;
+    out->length = 0;
+    return 1;
+  }
+  bool is_ta = false;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) return 0;
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok) return 0;
+  if (type != want) return 0;
+  out->data = data;
+  out->length = length;
+  return 1;
+}
+
+static int get_i64(napi_env env, napi_value v, int64_t* out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return 0;
+  if (!(d >= -9007199254740991.0 && d <= 9007199254740991.0) || d != (double)(int64_t)d) return 0;
+  *out = (int64_t)d;
+  return 1;
+}
+
+static napi_value num(napi_env env, double d) {
+  napi_value r;
+  napi_create_double(env, d, &r);
+  return r;
+}
+
+#define ARGS(N)                                                             \
+  size_t argc = N;                                                          \
+  napi_value argv[N];                                                       \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < N) \
+    return throw_type(env, "wrong argument count");
+#define ARR(i, type, nullable, name)                                        \
+  arr_t name;                                                               \
+  if (!get_arr(env, argv[i], type, nullable, &name)) return throw_type(env, "argument " #i " (" #name ") has the wrong type");
+#define INT(i, name)                                                        \
+  int64_t name;                                                             \
+  if (!get_i64(env, argv[i], &name)) return throw_type(env, "argument " #i " (" #name ") is not an integer");
+
+/* ---------- token tables of delta-core.ts ---------- */
+
+#define DIRECT 16
+static uint8_t TOK16[65536];
+static uint8_t NB[256];
+static uint32_t BASE[256];
+static uint32_t MASK[256];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void init_tables(void) {
+  for (uint32_t zz = 0; zz < 65536; zz++) {
+    if (zz < DIRECT) TOK16[zz] = (uint8_t)zz;
+    else {
+      int b = 32 - __builtin_clz(zz);
+      TOK16[zz] = (uint8_t)(DIRECT + ((b - 5) << 1) + ((zz >> (b - 2)) & 1));
+    }
+  }
+  for (int t = 0; t < DIRECT + 2 * 28; t++) {
+    if (t < DIRECT) BASE[t] = (uint32_t)t;
+    else {
+      int b = ((t - DIRECT) >> 1) + 5;
+      int nb = b - 2;
+      NB[t] = (uint8_t)nb;
+      BASE[t] = (1u << (b - 1)) | ((uint32_t)(t & 1) << nb);
+      MASK[t] = (1u << nb) - 1;
+    }
+  }
+}
+
+static inline uint32_t clz32(uint32_t v) { return v == 0 ? 32 : (uint32_t)__builtin_clz(v); }
+
+/* ---------- rANS (rans.ts) ---------- */
+
+#define RANS_L 32768u
+
+/*
+ * ransDecodeTokens(buf, pos, end, states Int32Array(4) in/out, tab Int32Array,
+ * prec, base Int32Array (groupOf << prec per raw context), src Uint16Array|null,
+ * shift, n, tok Uint8Array) -> the new word position. Same loop as the JS:
+ * element i uses state i & 3; a word past `end` reads as 0 and still
+ * advances (RansStream.finish then refuses the stream).
+ */
+static napi_value rans_decode(napi_env env, napi_callback_info info) {
+  ARGS(11);
+  ARR(0, napi_uint8_array, 0, buf);
+  INT(1, pos);
+  INT(2, end);
+  ARR(3, napi_int32_array, 0, st);
+  ARR(4, napi_int32_array, 0, tab);
+  INT(5, prec);
+  ARR(6, napi_int32_array, 0, base);
+  ARR(7, napi_uint16_array, 1, src);
+  INT(8, shift);
+  INT(9, n);
+  ARR(10, napi_uint8_array, 0, tokA);
+  if (st.length < 4 || prec < 1 || prec > 12 || shift < 0 || shift > 15 || n < 0 || (size_t)n > tokA.length || pos < 0 || end < pos || (size_t)end > buf.length || (src.data && src.length < (size_t)n))
+    return throw_type(env, "rans_decode: arguments out of range");
+  const uint8_t* b = (const uint8_t*)buf.data;
+  const int32_t* T = (const int32_t*)tab.data;
+  const size_t tlen = tab.length;
+  const int32_t* B = (const int32_t*)base.data;
+  const size_t blen = base.length;
+  const uint16_t* c = (const uint16_t*)src.data;
+  uint8_t* tok = (uint8_t*)tokA.data;
+  int32_t* S = (int32_t*)st.data;
+  uint32_t x[4] = {(uint32_t)S[0], (uint32_t)S[1], (uint32_t)S[2], (uint32_t)S[3]};
+  const uint32_t mask = (1u << prec) - 1;
+  const unsigned p = (unsigned)prec;
+  int64_t ps = pos;
+  const int64_t e = end;
+  const int single = c == NULL;
+  /* The table row of element i; 0 past the array, as `undefined | y` is y in the JS. */
+#define ROW(i) (single ? 0u : ((size_t)(c[i] >> shift) < blen ? (uint32_t)B[c[i] >> shift] : 0u))
+#define STEP(j, i)                                                                   \
+  {                                                                                  \
+    uint32_t ee = ROW(i) | (x[j] & mask);                                            \
+    uint32_t d = ee < tlen ? (uint32_t)T[ee] : 0u;                                   \
+    tok[i] = (uint8_t)d;                                                             \
+    x[j] = ((d >> 20) + 1) * (x[j] >> p) + ((d >> 8) & 0xfff);                       \
+    if (x[j] < RANS_L) {                                                             \
+      x[j] = (x[j] << 16) | (ps < e ? (uint32_t)b[ps] | ((uint32_t)b[ps + 1] << 8) : 0u); \
+      ps += 2;                                                                       \
+    }                                                                                \
+  }
+  const int64_t n4 = n & ~(int64_t)3;
+  int64_t i = 0;
+  for (; i < n4; i += 4) {
+    STEP(0, i);
+    STEP(1, i + 1);
+    STEP(2, i + 2);
+    STEP(3, i + 3);
+  }
+  for (; i < n; i++) STEP(i & 3, i);
+#undef STEP
+#undef ROW
+  for (int j = 0; j < 4; j++) S[j] = (int32_t)x[j];
+  return num(env, (double)ps);
+}
+
+/*
+ * ransEncode(tok Uint8Array, src Uint16Array|null, shift, n, fc Int32Array
+ * (freq, start per (group, token)), rowOf Int32Array, prec, out Uint8Array of
+ * at least 16 + 2 (n + 8) bytes) -> the stream's length in out, or -1 for a
+ * token with frequency 0 (the JS would divide by zero; its encoder never
+ * codes such a token). Elements run backwards, state i & 3, as the JS does;
+ * words are laid out in decoding order after the four states.
+ */
+static napi_value rans_encode(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  ARR(0, napi_uint8_array, 0, tokA);
+  ARR(1, napi_uint16_array, 1, src);
+  INT(2, shift);
+  INT(3, n);
+  ARR(4, napi_int32_array, 0, fcA);
+  ARR(5, napi_int32_array, 0, rowA);
+  INT(6, prec);
+  ARR(7, napi_uint8_array, 0, outA);
+  if (n < 0 || (size_t)n > tokA.length || (src.data && src.length < (size_t)n) || shift < 0 || shift > 15 || prec < 1 || prec > 15 || outA.length < 16 + 2 * ((size_t)n + 8))
+    return throw_type(env, "rans_encode: arguments out of range");
+  const uint8_t* tok = (const uint8_t*)tokA.data;
+  const uint16_t* c = (const uint16_t*)src.data;
+  const int32_t* fc = (const int32_t*)fcA.data;
+  const size_t fclen = fcA.length;
+  const int32_t* rowOf = (const int32_t*)rowA.data;
+  const size_t rlen = rowA.length;
+  uint8_t* out = (uint8_t*)outA.data;
+  const size_t cap = outA.length;
+  size_t wp = cap; /* words written backwards from the end */
+  uint32_t x[4] = {RANS_L, RANS_L, RANS_L, RANS_L};
+  const uint32_t sh = 1u << (31 - prec);
+  const uint32_t M = 1u << prec;
+  for (int64_t i = n - 1; i >= 0; i--) {
+    size_t r = c ? (size_t)(c[i] >> shift) : 0;
+    int64_t row = c ? (r < rlen ? rowOf[r] : 0) : 0;
+    int64_t k = row + 2 * (int64_t)tok[i];
+    if (k < 0 || (size_t)k + 1 >= fclen) return num(env, -1);
+    uint32_t f = (uint32_t)fc[k];
+    if (f == 0 || f > M) return num(env, -1);
+    uint32_t* xs = &x[i & 3];
+    uint32_t v = *xs;
+    if ((uint64_t)v >= (uint64_t)f * sh) {
+      wp -= 2;
+      out[wp] = (uint8_t)v;
+      out[wp + 1] = (uint8_t)(v >> 8);
+      v >>= 16;
+    }
+    uint32_t q = v / f;
+    *xs = q * M + (v - q * f) + (uint32_t)fc[k + 1];
+  }
+  const size_t nb = cap - wp;
+  memmove(out + 16, out + wp, nb);
+  for (int j = 0; j < 4; j++) {
+    out[4 * j] = (uint8_t)x[j];
+    out[4 * j + 1] = (uint8_t)(x[j] >> 8);
+    out[4 * j + 2] = (uint8_t)(x[j] >> 16);
+    out[4 * j + 3] = (uint8_t)(x[j] >> 24);
+  }
+  return num(env, (double)(16 + nb));
+}
+
+/* ---------- delta tokens (delta-core.ts) ---------- */
+
+/* contexts16(p, pp, ctxShift, ctxStride, ctx out): n = ctx.length, p and pp at least n. */
+static napi_value contexts16(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  ARR(0, napi_uint16_array, 0, pA);
+  ARR(1, napi_uint16_array, 0, ppA);
+  INT(2, ctxShift);
+  INT(3, ctxStride);
+  ARR(4, napi_uint16_array, 0, ctxA);
+  size_t n = ctxA.length;
+  if (pA.length < n || ppA.length < n || ctxShift < 0 || ctxShift > 31) return throw_type(env, "contexts16: arguments out of range");
+  const uint16_t* p = (const uint16_t*)pA.data;
+  const uint16_t* pp = (const uint16_t*)ppA.data;
+  uint16_t* ctx = (uint16_t*)ctxA.data;
+  for (size_t i = 0; i < n; i++) {
+    int32_t pv = p[i], qv = pp[i];
+    int32_t tr = (int32_t)(int16_t)(uint16_t)((pv ^ (-(pv >> 15) & 0x7fff)) - (qv ^ (-(qv >> 15) & 0x7fff)));
+    int64_t rc = pv >> ctxShift;
+    if (tr != 0) {
+      int32_t bl = 32 - (int32_t)clz32((uint32_t)(tr < 0 ? -tr : tr));
+      rc += ((bl > 7 ? 7 : bl) + (tr < 0 ? 7 : 0)) * ctxStride;
+    }
+    ctx[i] = (uint16_t)rc;
+  }
+  return NULL;
+}
+
+/* contexts32(p, pp|null, ctxShift, ctxStride, ctx out) */
+static napi_value contexts32(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  ARR(0, napi_uint32_array, 0, pA);
+  ARR(1, napi_uint32_array, 1, ppA);
+  INT(2, ctxShift);
+  INT(3, ctxStride);
+  ARR(4, napi_uint16_array, 0, ctxA);
+  size_t n = ctxA.length;
+  if (pA.length < n || (ppA.data && ppA.length < n) || ctxShift < 0 || ctxShift > 31) return throw_type(env, "contexts32: arguments out of range");
+  const uint32_t* p = (const uint32_t*)pA.data;
+  const uint32_t* pp = (const uint32_t*)ppA.data;
+  uint16_t* ctx = (uint16_t*)ctxA.data;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t pv = p[i];
+    int64_t rc = pv >> ctxShift;
+    if (pp) {
+      uint32_t qv = pp[i];
+      int32_t spv = (int32_t)pv, sqv = (int32_t)qv;
+      int32_t tr = (int32_t)((uint32_t)(spv ^ ((spv >> 31) & 0x7fffffff)) - (uint32_t)(sqv ^ ((sqv >> 31) & 0x7fffffff)));
+      if (tr != 0) {
+        uint32_t mag = tr < 0 ? (uint32_t)0 - (uint32_t)tr : (uint32_t)tr;
+        int32_t bl = 32 - (int32_t)clz32(mag);
+        rc += ((bl > 7 ? 7 : bl) + (tr < 0 ? 7 : 0)) * ctxStride;
+      }
+    }
+    ctx[i] = (uint16_t)rc;
+  }
+  return NULL;
+}
+
+/*
+ * tokenise16(x, p, ctx|null, ctxShift, S, tok out, hist out Uint32Array, buf out) -> bytes of
+ * extra bits written to buf (buf at least (n * 14 >> 3) + 8 bytes).
+ */
+static napi_value tokenise16(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  ARR(0, napi_uint16_array, 0, xA);
+  ARR(1, napi_uint16_array, 0, pA);
+  ARR(2, napi_uint16_array, 1, ctxA);
+  INT(3, ctxShift);
+  INT(4, S);
+  ARR(5, napi_uint8_array, 0, tokA);
+  ARR(6, napi_uint32_array, 0, histA);
+  ARR(7, napi_uint8_array, 0, bufA);
+  size_t n = xA.length;
+  if (pA.length < n || tokA.length < n || (ctxA.data && ctxA.length < n) || ctxShift < 0 || ctxShift > 15 || S < 0 || bufA.length < ((n * 14) >> 3) + 8)
+    return throw_type(env, "tokenise16: arguments out of range");
+  pthread_once(&tables_once, init_tables);
+  const uint16_t* x = (const uint16_t*)xA.data;
+  const uint16_t* p = (const uint16_t*)pA.data;
+  const uint16_t* c = ctxA.data ? (const uint16_t*)ctxA.data : p;
+  const unsigned sh = ctxA.data ? 0 : (unsigned)ctxShift;
+  uint8_t* tok = (uint8_t*)tokA.data;
+  uint32_t* hist = (uint32_t*)histA.data;
+  const size_t hlen = histA.length;
+  uint8_t* buf = (uint8_t*)bufA.data;
+  size_t bpos = 0;
+  uint32_t acc = 0, nacc = 0;
+  for (size_t i = 0; i < n; i++) {
+    int32_t pv = p[i], xv = x[i];
+    int32_t a = xv ^ ((int32_t)((uint32_t)xv << 16) >> 31 & 0x7fff);
+    int32_t b = pv ^ ((int32_t)((uint32_t)pv << 16) >> 31 & 0x7fff);
+    int32_t d = (int32_t)(int16_t)(uint16_t)(a - b);
+    uint32_t zz = ((uint32_t)d << 1 ^ (uint32_t)(d >> 31)) & 0xffff;
+    uint32_t t = TOK16[zz];
+    acc |= (zz & MASK[t]) << nacc;
+    nacc += NB[t];
+    buf[bpos] = (uint8_t)acc;
+    buf[bpos + 1] = (uint8_t)(acc >> 8);
+    uint32_t k = nacc >> 3;
+    bpos += k;
+    acc = k == 4 ? 0 : acc >> (k << 3);
+    nacc &= 7;
+    tok[i] = (uint8_t)t;
+    size_t h = (size_t)(c[i] >> sh) * (size_t)S + t;
+    if (h < hlen) hist[h]++;
+  }
+  if (nacc > 0) buf[bpos++] = (uint8_t)acc;
+  return num(env, (double)bpos);
+}
+
+/*
+ * rebuild16(out, tok, p, extra) -> 0, or 1 (extra-bits section shorter than
+ * the tokens need), or 2 (its length does not match the tokens).
+ * The JS reads a 32-bit window from a copy of `extra` padded with 4 zero
+ * bytes; here the window is read in place with the same zero padding.
+ */
+static inline uint32_t window32(const uint8_t* e, size_t elen, size_t k) {
+  if (k + 4 <= elen) {
+    uint32_t w;
+    memcpy(&w, e + k, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap32(w);
+#endif
+    return w;
+  }
+  uint32_t w = 0;
+  for (size_t j = 0; j < 4 && k + j < elen; j++) w |= (uint32_t)e[k + j] << (8 * j);
+  return w;
+}
+
+static napi_value rebuild16(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  ARR(0, napi_uint16_array, 0, outA);
+  ARR(1, napi_uint8_array, 0, tokA);
+  ARR(2, napi_uint16_array, 0, pA);
+  ARR(3, napi_uint8_array, 0, eA);
+  size_t n = outA.length;
+  if (tokA.length < n || pA.length < n) return throw_type(env, "rebuild16: arguments out of range");
+  pthread_once(&tables_once, init_tables);
+  uint16_t* out = (uint16_t*)outA.data;
+  const uint8_t* tok = (const uint8_t*)tokA.data;
+  const uint16_t* p = (const uint16_t*)pA.data;
+  const uint8_t* e = (const uint8_t*)eA.data;
+  const size_t elen = eA.length;
+  size_t bp = 0;
+  for (size_t i = 0; i < n; i++) {
+    if ((bp >> 3) > elen) return num(env, 1);
+    uint32_t t = tok[i];
+    uint32_t zz = BASE[t] | ((window32(e, elen, bp >> 3) >> (bp & 7)) & MASK[t]);
+    bp += NB[t];
+    int32_t pv = p[i];
+    uint32_t o = ((uint32_t)(pv ^ 0x8000 ^ ((int32_t)((uint32_t)pv << 16) >> 31 & 0x7fff)) + ((zz >> 1) ^ (uint32_t)(-(int32_t)(zz & 1)))) & 0xffff;
+    out[i] = (uint16_t)(o ^ 0x8000 ^ (((o >> 15) - 1) & 0x7fff));
+  }
+  if (((bp + 7) >> 3) != elen) return num(env, 2);
+  return num(env, 0);
+}
+
+/*
+ * tokenise32(x, p, ctx, S, tok out, hist out, buf out) -> [bytes, acc, nbits]
+ * written into the Float64Array `state` (argument 7): the ExtraBits writer's
+ * position, pending bits and their count, for ExtraBits.finish in the JS.
+ */
+static napi_value tokenise32(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  ARR(0, napi_uint32_array, 0, xA);
+  ARR(1, napi_uint32_array, 0, pA);
+  ARR(2, napi_uint16_array, 0, ctxA);
+  INT(3, S);
+  ARR(4, napi_uint8_array, 0, tokA);
+  ARR(5, napi_uint32_array, 0, histA);
+  ARR(6, napi_uint8_array, 0, bufA);
+  ARR(7, napi_float64_array, 0, stA);
+  size_t n = xA.length;
+  if (pA.length < n || ctxA.length < n || tokA.length < n || S < 0 || stA.length < 3 || bufA.length < ((n * 30) >> 3) + 8)
+    return throw_type(env, "tokenise32: arguments out of range");
+  const uint32_t* x = (const uint32_t*)xA.data;
+  const uint32_t* p = (const uint32_t*)pA.data;
+  const uint16_t* ctx = (const uint16_t*)ctxA.data;
+  uint8_t* tok = (uint8_t*)tokA.data;
+  uint32_t* hist = (uint32_t*)histA.data;
+  const size_t hlen = histA.length;
+  uint8_t* buf = (uint8_t*)bufA.data;
+  size_t bpos = 0;
+  uint32_t acc = 0, nacc = 0;
+  for (size_t i = 0; i < n; i++) {
+    int32_t pv = (int32_t)p[i], xv = (int32_t)x[i];
+    int32_t d = (int32_t)((uint32_t)(xv ^ ((xv >> 31) & 0x7fffffff)) - (uint32_t)(pv ^ ((pv >> 31) & 0x7fffffff)));
+    uint32_t zz = ((uint32_t)d << 1) ^ (uint32_t)(d >> 31);
+    uint32_t t;
+    if (zz < DIRECT) t = zz;
+    else {
+      int b = 32 - (int)clz32(zz);
+      int nb = b - 2;
+      t = DIRECT + ((b - 5) << 1) + ((zz >> nb) & 1);
+      uint32_t rest = zz & (uint32_t)((1ull << nb) - 1);
+      int left = nb;
+      while (left > 0) {
+        int k = left > 16 ? 16 : left;
+        acc |= (rest & ((1u << k) - 1)) << nacc;
+        rest >>= k;
+        left -= k;
+        nacc += (uint32_t)k;
+        while (nacc >= 8) {
+          buf[bpos++] = (uint8_t)acc;
+          acc >>= 8;
+          nacc -= 8;
+        }
+      }
+    }
+    tok[i] = (uint8_t)t;
+    size_t h = (size_t)ctx[i] * (size_t)S + t;
+    if (h < hlen) hist[h]++;
+  }
+  double* st = (double*)stA.data;
+  st[0] = (double)bpos;
+  st[1] = (double)acc;
+  st[2] = (double)nacc;
+  return NULL;
+}
+
+/* rebuild32(out, tok, p, extra) -> 0, or 2 (extra-bits length does not match the tokens). */
+static napi_value rebuild32(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  ARR(0, napi_uint32_array, 0, outA);
+  ARR(1, napi_uint8_array, 0, tokA);
+  ARR(2, napi_uint32_array, 0, pA);
+  ARR(3, napi_uint8_array, 0, eA);
+  size_t n = outA.length;
+  if (tokA.length < n || pA.length < n) return throw_type(env, "rebuild32: arguments out of range");
+  uint32_t* out = (uint32_t*)outA.data;
+  const uint8_t* tok = (const uint8_t*)tokA.data;
+  const uint32_t* p = (const uint32_t*)pA.data;
+  const uint8_t* e = (const uint8_t*)eA.data;
+  const size_t elen = eA.length;
+  size_t epos = 0;
+  uint32_t acc = 0, nacc = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t t = tok[i];
+    uint32_t zz = t;
+    if (t >= DIRECT) {
+      /* JS shift counts are taken mod 32: tokens past the alphabet (a damaged table cannot make
+         one, but the C must not shift by 32 or more either) get the same bits as in the JS. */
+      int b = (int)((t - DIRECT) >> 1) + 5;
+      int nb = b - 2;
+      uint32_t got = 0;
+      int shv = 0;
+      int left = nb;
+      while (left > 0) {
+        int k = left > 16 ? 16 : left;
+        while (nacc < (uint32_t)k) {
+          acc |= (uint32_t)(epos < elen ? e[epos] : 0) << nacc;
+          epos++;
+          nacc += 8;
+        }
+        got |= (acc & ((1u << k) - 1)) << (shv & 31);
+        acc >>= k;
+        nacc -= (uint32_t)k;
+        shv += k;
+        left -= k;
+      }
+      zz = (1u << ((b - 1) & 31)) | ((t & 1) << (nb & 31)) | got;
+    }
+    int32_t pv = (int32_t)p[i];
+    uint32_t op = (uint32_t)pv ^ 0x80000000u ^ (uint32_t)((pv >> 31) & 0x7fffffff);
+    int32_t o = (int32_t)(op + ((zz >> 1) ^ (uint32_t)(-(int32_t)(zz & 1))));
+    out[i] = (uint32_t)o ^ 0x80000000u ^ (uint32_t)((~o >> 31) & 0x7fffffff);
+  }
+  if (epos != elen) return num(env, 2);
+  return num(env, 0);
+}
+
+/* ---------- byte planes of the 'fast' level (zplanes.ts) ---------- */
+
+/* diffPlanes16(x, p, hi out, lo out): n = x.length. */
+static napi_value diff_planes16(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  ARR(0, napi_uint16_array, 0, xA);
+  ARR(1, napi_uint16_array, 0, pA);
+  ARR(2, napi_uint8_array, 0, hiA);
+  ARR(3, napi_uint8_array, 0, loA);
+  size_t n = xA.length;
+  if (pA.length < n || hiA.length < n || loA.length < n) return throw_type(env, "diffPlanes16: arguments out of range");
+  const uint16_t* x = (const uint16_t*)xA.data;
+  const uint16_t* p = (const uint16_t*)pA.data;
+  uint8_t* hi = (uint8_t*)hiA.data;
+  uint8_t* lo = (uint8_t*)loA.data;
+  for (size_t i = 0; i < n; i++) {
+    int32_t xv = x[i], pv = p[i];
+    int32_t d = (int32_t)(int16_t)(uint16_t)((xv ^ ((int32_t)((uint32_t)xv << 16) >> 31 & 0x7fff)) - (pv ^ ((int32_t)((uint32_t)pv << 16) >> 31 & 0x7fff)));
+    uint32_t zz = ((uint32_t)d << 1) ^ (uint32_t)(d >> 31);
+    hi[i] = (uint8_t)(zz >> 8);
+    lo[i] = (uint8_t)zz;
+  }
+  return NULL;
+}
+
+/* undiffPlanes16(out, p, hi, lo): n = out.length. */
+static napi_value undiff_planes16(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  ARR(0, napi_uint16_array, 0, outA);
+  ARR(1, napi_uint16_array, 0, pA);
+  ARR(2, napi_uint8_array, 0, hiA);
+  ARR(3, napi_uint8_array, 0, loA);
+  size_t n = outA.length;
+  if (pA.length < n || hiA.length < n || loA.length < n) return throw_type(env, "undiffPlanes16: arguments out of range");
+  uint16_t* out = (uint16_t*)outA.data;
+  const uint16_t* p = (const uint16_t*)pA.data;
+  const uint8_t* hi = (const uint8_t*)hiA.data;
+  const uint8_t* lo = (const uint8_t*)loA.data;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t zz = ((uint32_t)hi[i] << 8) | lo[i];
+    int32_t pv = p[i];
+    uint32_t o = ((uint32_t)(pv ^ 0x8000 ^ ((int32_t)((uint32_t)pv << 16) >> 31 & 0x7fff)) + ((zz >> 1) ^ (uint32_t)(-(int32_t)(zz & 1)))) & 0xffff;
+    out[i] = (uint16_t)(o ^ 0x8000 ^ (((o >> 15) - 1) & 0x7fff));
+  }
+  return NULL;
+}
+
+/* diffPlanes32(x, p, b0, b1, b2, b3 out) */
+static napi_value diff_planes32(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  ARR(0, napi_uint32_array, 0, xA);
+  ARR(1, napi_uint32_array, 0, pA);
+  ARR(2, napi_uint8_array, 0, q0);
+  ARR(3, napi_uint8_array, 0, q1);
+  ARR(4, napi_uint8_array, 0, q2);
+  ARR(5, napi_uint8_array, 0, q3);
+  size_t n = xA.length;
+  if (pA.length < n || q0.length < n || q1.length < n || q2.length < n || q3.length < n) return throw_type(env, "diffPlanes32: arguments out of range");
+  const uint32_t* x = (const uint32_t*)xA.data;
+  const uint32_t* p = (const uint32_t*)pA.data;
+  uint8_t *b0 = q0.data, *b1 = q1.data, *b2 = q2.data, *b3 = q3.data;
+  for (size_t i = 0; i < n; i++) {
+    int32_t xv = (int32_t)x[i], pv = (int32_t)p[i];
+    int32_t d = (int32_t)((uint32_t)(xv ^ ((xv >> 31) & 0x7fffffff)) - (uint32_t)(pv ^ ((pv >> 31) & 0x7fffffff)));
+    uint32_t zz = ((uint32_t)d << 1) ^ (uint32_t)(d >> 31);
+    b0[i] = (uint8_t)zz;
+    b1[i] = (uint8_t)(zz >> 8);
+    b2[i] = (uint8_t)(zz >> 16);
+    b3[i] = (uint8_t)(zz >> 24);
+  }
+  return NULL;
+}
+
+/* undiffPlanes32(out, p, b0, b1, b2, b3) */
+static napi_value undiff_planes32(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  ARR(0, napi_uint32_array, 0, outA);
+  ARR(1, napi_uint32_array, 0, pA);
+  ARR(2, napi_uint8_array, 0, q0);
+  ARR(3, napi_uint8_array, 0, q1);
+  ARR(4, napi_uint8_array, 0, q2);
+  ARR(5, napi_uint8_array, 0, q3);
+  size_t n = outA.length;
+  if (pA.length < n || q0.length < n || q1.length < n || q2.length < n || q3.length < n) return throw_type(env, "undiffPlanes32: arguments out of range");
+  uint32_t* out = (uint32_t*)outA.data;
+  const uint32_t* p = (const uint32_t*)pA.data;
+  const uint8_t *b0 = q0.data, *b1 = q1.data, *b2 = q2.data, *b3 = q3.data;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t zz = b0[i] | ((uint32_t)b1[i] << 8) | ((uint32_t)b2[i] << 16) | ((uint32_t)b3[i] << 24);
+    int32_t pv = (int32_t)p[i];
+    uint32_t op = (uint32_t)pv ^ 0x80000000u ^ (uint32_t)((pv >> 31) & 0x7fffffff);
+    int32_t o = (int32_t)(op + ((zz >> 1) ^ (uint32_t)(-(int32_t)(zz & 1))));
+    out[i] = (uint32_t)o ^ 0x80000000u ^ (uint32_t)((~o >> 31) & 0x7fffffff);
+  }
+  return NULL;
+}
+
+/* ---------- standalone float codec (exp-codec.ts) ---------- */
+
+/* The chunk's values as uint32, from a Uint16Array or a Uint32Array. */
+typedef struct {
+  const uint16_t* v16;
+  const uint32_t* v32;
+  size_t n;
+} vals_t;
+
+static int get_vals(napi_env env, napi_value v, vals_t* out) {
+  arr_t a;
+  out->v16 = NULL;
+  out->v32 = NULL;
+  if (get_arr(env, v, napi_uint16_array, 0, &a)) {
+    out->v16 = a.data;
+    out->n = a.length;
+    return 1;
+  }
+  if (get_arr(env, v, napi_uint32_array, 0, &a)) {
+    out->v32 = a.data;
+    out->n = a.length;
+    return 1;
+  }
+  return 0;
+}
+#define VAL(vs, i) ((vs).v16 ? (uint32_t)(vs).v16[i] : (vs).v32[i])
+
+/* expScan(v, mant, emask, res Int32Array(3)): OR of the mantissa fields, min and max exponent. */
+static napi_value exp_scan(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  vals_t vs;
+  if (!get_vals(env, argv[0], &vs)) return throw_type(env, "expScan: values must be a Uint16Array or Uint32Array");
+  INT(1, mant);
+  INT(2, emask);
+  ARR(3, napi_int32_array, 0, resA);
+  if (mant < 0 || mant > 31 || emask < 0 || resA.length < 3) return throw_type(env, "expScan: arguments out of range");
+  const uint32_t mmask = (uint32_t)((1ull << mant) - 1);
+  uint32_t orm = 0, emin = (uint32_t)emask, emax = 0;
+  for (size_t i = 0; i < vs.n; i++) {
+    uint32_t u = VAL(vs, i);
+    orm |= u & mmask;
+    uint32_t e = (u >> mant) & (uint32_t)emask;
+    if (e < emin) emin = e;
+    if (e > emax) emax = e;
+  }
+  int32_t* r = (int32_t*)resA.data;
+  r[0] = (int32_t)orm;
+  r[1] = (int32_t)emin;
+  r[2] = (int32_t)emax;
+  return NULL;
+}
+
+/* expHist(v, mant, emask, emin, t, k, low, hist): token histogram for one k. */
+static napi_value exp_hist(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  vals_t vs;
+  if (!get_vals(env, argv[0], &vs)) return throw_type(env, "expHist: values must be a Uint16Array or Uint32Array");
+  INT(1, mant);
+  INT(2, emask);
+  INT(3, emin);
+  INT(4, t);
+  INT(5, k);
+  INT(6, low);
+  ARR(7, napi_uint32_array, 0, histA);
+  if (mant < 0 || mant > 31 || t < 0 || t > 31 || k < 0 || k > 8 || low < 0 || low > 31) return throw_type(env, "expHist: arguments out of range");
+  const uint32_t mmask = (uint32_t)((1ull << mant) - 1);
+  uint32_t* hist = (uint32_t*)histA.data;
+  const size_t hlen = histA.length;
+  for (size_t i = 0; i < vs.n; i++) {
+    uint32_t u = VAL(vs, i);
+    int64_t h = ((int64_t)(((u >> mant) & (uint32_t)emask)) - emin) * ((int64_t)1 << k) | (int64_t)(((u & mmask) >> t) >> low);
+    if (h >= 0 && (size_t)h < hlen) hist[h]++;
+  }
+  return NULL;
+}
+
+/* expPack(v, mant, emask, emin, t, k, low, signShift, tok out, buf out) -> bytes written to buf. */
+static napi_value exp_pack(napi_env env, napi_callback_info info) {
+  ARGS(10);
+  vals_t vs;
+  if (!get_vals(env, argv[0], &vs)) return throw_type(env, "expPack: values must be a Uint16Array or Uint32Array");
+  INT(1, mant);
+  INT(2, emask);
+  INT(3, emin);
+  INT(4, t);
+  INT(5, k);
+  INT(6, low);
+  INT(7, signShift);
+  ARR(8, napi_uint8_array, 0, tokA);
+  ARR(9, napi_uint8_array, 0, bufA);
+  size_t n = vs.n;
+  const int64_t rawBits = 1 + low;
+  if (mant < 0 || mant > 31 || t < 0 || t > 31 || k < 0 || k > 8 || low < 0 || low > 23 || signShift < 0 || signShift > 31 || tokA.length < n || bufA.length < (size_t)((n * rawBits) >> 3) + 8)
+    return throw_type(env, "expPack: arguments out of range");
+  const uint32_t mmask = (uint32_t)((1ull << mant) - 1);
+  const uint32_t lowMask = (1u << low) - 1;
+  uint8_t* tok = (uint8_t*)tokA.data;
+  uint8_t* buf = (uint8_t*)bufA.data;
+  size_t bpos = 0;
+  uint64_t acc = 0;
+  uint32_t nacc = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u = VAL(vs, i);
+    uint32_t m = (u & mmask) >> t;
+    tok[i] = (uint8_t)(((((u >> mant) & (uint32_t)emask) - (uint32_t)emin) << k) | (m >> low));
+    acc |= (uint64_t)((u >> signShift) | ((m & lowMask) << 1)) << nacc;
+    nacc += (uint32_t)rawBits;
+    while (nacc >= 8) {
+      buf[bpos++] = (uint8_t)acc;
+      acc >>= 8;
+      nacc -= 8;
+    }
+  }
+  if (nacc > 0) buf[bpos++] = (uint8_t)acc;
+  return num(env, (double)bpos);
+}
+
+/*
+ * expUnpack(out (Uint16Array|Uint32Array), tok, extra, mant, emin, t, k, low) -> 0, or 1 when the
+ * raw-bits section's length does not match (the JS then reports it).
+ */
+static napi_value exp_unpack(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  arr_t o16 = {0}, o32 = {0};
+  size_t n;
+  if (get_arr(env, argv[0], napi_uint16_array, 0, &o16)) n = o16.length;
+  else if (get_arr(env, argv[0], napi_uint32_array, 0, &o32)) n = o32.length;
+  else return throw_type(env, "expUnpack: out must be a Uint16Array or Uint32Array");
+  ARR(1, napi_uint8_array, 0, tokA);
+  ARR(2, napi_uint8_array, 0, eA);
+  INT(3, mant);
+  INT(4, emin);
+  INT(5, t);
+  INT(6, k);
+  INT(7, low);
+  if (tokA.length < n || mant < 0 || mant > 31 || t < 0 || t > 31 || k < 0 || k > 8 || low < 0 || low > 23) return throw_type(env, "expUnpack: arguments out of range");
+  const uint32_t rawBits = 1 + (uint32_t)low;
+  const uint32_t rbMask = (1u << rawBits) - 1;
+  const uint32_t kMask = (1u << k) - 1;
+  const unsigned signShift = o16.data ? 15 : 31;
+  const uint8_t* tok = (const uint8_t*)tokA.data;
+  const uint8_t* e = (const uint8_t*)eA.data;
+  const size_t elen = eA.length;
+  size_t epos = 0;
+  uint32_t acc = 0, nacc = 0;
+  uint16_t* out16 = o16.data;
+  uint32_t* out32 = o32.data;
+  for (size_t i = 0; i < n; i++) {
+    while (nacc < rawBits) {
+      acc |= (uint32_t)(epos < elen ? e[epos] : 0) << nacc;
+      epos++;
+      nacc += 8;
+    }
+    uint32_t r = acc & rbMask;
+    acc >>= rawBits;
+    nacc -= rawBits;
+    uint32_t tk = tok[i];
+    uint32_t v = ((r & 1) << signShift) | ((uint32_t)((tk >> k) + (uint32_t)emin) << mant) | ((((tk & kMask) << low) | (r >> 1)) << t);
+    if (out16) out16[i] = (uint16_t)v;
+    else out32[i] = v;
+  }
+  return num(env, epos != elen ? 1 : 0);
+}
+
+/* ---------- module ---------- */
+
+NAPI_MODULE_INIT() {
+  pthread_once(&tables_once, init_tables);
+  napi_property_descriptor props[] = {
+      {"ransDecode", NULL, rans_decode, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"ransEncode", NULL, rans_encode, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"contexts16", NULL, contexts16, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"contexts32", NULL, contexts32, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tokenise16", NULL, tokenise16, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rebuild16", NULL, rebuild16, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tokenise32", NULL, tokenise32, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rebuild32", NULL, rebuild32, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"diffPlanes16", NULL, diff_planes16, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"undiffPlanes16", NULL, undiff_planes16, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"diffPlanes32", NULL, diff_planes32, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"undiffPlanes32", NULL, undiff_planes32, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"expScan", NULL, exp_scan, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"expHist", NULL, exp_hist, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"expPack", NULL, exp_pack, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"expUnpack", NULL, exp_unpack, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
