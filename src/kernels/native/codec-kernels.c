@@ -156,25 +156,108 @@ static napi_value rans_decode(napi_env env, napi_callback_info info) {
   const int single = c == NULL;
   /* The table row of element i; 0 past the array, as `undefined | y` is y in the JS. */
 #define ROW(i) (single ? 0u : ((size_t)(c[i] >> shift) < blen ? (uint32_t)B[c[i] >> shift] : 0u))
+  /*
+   * The refill is branch-free: whether a state needs a word is data-dependent
+   * and unpredictable (a mispredicted branch per few tokens cost more than
+   * the table lookups), so the word is always read (0 past `end`) and kept
+   * or not by a select.
+   */
 #define STEP(j, i)                                                                   \
   {                                                                                  \
     uint32_t ee = ROW(i) | (x[j] & mask);                                            \
     uint32_t d = ee < tlen ? (uint32_t)T[ee] : 0u;                                   \
     tok[i] = (uint8_t)d;                                                             \
-    x[j] = ((d >> 20) + 1) * (x[j] >> p) + ((d >> 8) & 0xfff);                       \
-    if (x[j] < RANS_L) {                                                             \
-      x[j] = (x[j] << 16) | (ps < e ? (uint32_t)b[ps] | ((uint32_t)b[ps + 1] << 8) : 0u); \
-      ps += 2;                                                                       \
-    }                                                                                \
+    uint32_t nx = ((d >> 20) + 1) * (x[j] >> p) + ((d >> 8) & 0xfff);                \
+    uint32_t w = ps < e ? (uint32_t)b[ps] | ((uint32_t)b[ps + 1] << 8) : 0u;         \
+    int need = nx < RANS_L;                                                          \
+    x[j] = need ? (nx << 16) | w : nx;                                               \
+    ps += need ? 2 : 0;                                                              \
   }
   const int64_t n4 = n & ~(int64_t)3;
   int64_t i = 0;
-  for (; i < n4; i += 4) {
-    STEP(0, i);
-    STEP(1, i + 1);
-    STEP(2, i + 2);
-    STEP(3, i + 3);
+  /*
+   * Fast path, when no lookup can leave its array (every row base plus the
+   * slot mask is inside the table, and every context value has a row):
+   * then the loop needs no bounds checks and its selects are arithmetic.
+   */
+  int fast = src.data == NULL ? (tlen > mask) : (blen > (size_t)(65535u >> shift));
+  if (fast && c) {
+    for (size_t r = 0; r < blen && fast; r++)
+      if (B[r] < 0 || (size_t)B[r] + mask >= tlen) fast = 0;
   }
+  if (fast) {
+    const int32_t* Bp = c ? B : NULL;
+    for (; i < n4 && ps + 8 <= e; i += 4) {
+      uint32_t r0 = Bp ? (uint32_t)Bp[c[i] >> shift] : 0, r1 = Bp ? (uint32_t)Bp[c[i + 1] >> shift] : 0;
+      uint32_t r2 = Bp ? (uint32_t)Bp[c[i + 2] >> shift] : 0, r3 = Bp ? (uint32_t)Bp[c[i + 3] >> shift] : 0;
+      uint32_t d0 = (uint32_t)T[r0 | (x[0] & mask)], d1 = (uint32_t)T[r1 | (x[1] & mask)];
+      uint32_t d2 = (uint32_t)T[r2 | (x[2] & mask)], d3 = (uint32_t)T[r3 | (x[3] & mask)];
+      tok[i] = (uint8_t)d0;
+      tok[i + 1] = (uint8_t)d1;
+      tok[i + 2] = (uint8_t)d2;
+      tok[i + 3] = (uint8_t)d3;
+      uint32_t nx0 = ((d0 >> 20) + 1) * (x[0] >> p) + ((d0 >> 8) & 0xfff);
+      uint32_t nx1 = ((d1 >> 20) + 1) * (x[1] >> p) + ((d1 >> 8) & 0xfff);
+      uint32_t nx2 = ((d2 >> 20) + 1) * (x[2] >> p) + ((d2 >> 8) & 0xfff);
+      uint32_t nx3 = ((d3 >> 20) + 1) * (x[3] >> p) + ((d3 >> 8) & 0xfff);
+      uint32_t n0 = nx0 < RANS_L, n1 = nx1 < RANS_L, n2 = nx2 < RANS_L, n3 = nx3 < RANS_L;
+      uint64_t w4;
+      memcpy(&w4, b + ps, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+      w4 = __builtin_bswap64(w4);
+#endif
+      const uint32_t c1 = n0, c2 = n0 + n1, c3 = c2 + n2;
+      uint32_t y0 = (nx0 << 16) | (uint32_t)(w4 & 0xffff);
+      uint32_t y1 = (nx1 << 16) | (uint32_t)((w4 >> (16 * c1)) & 0xffff);
+      uint32_t y2 = (nx2 << 16) | (uint32_t)((w4 >> (16 * c2)) & 0xffff);
+      uint32_t y3 = (nx3 << 16) | (uint32_t)((w4 >> (16 * c3)) & 0xffff);
+      x[0] = nx0 ^ ((nx0 ^ y0) & (0u - n0));
+      x[1] = nx1 ^ ((nx1 ^ y1) & (0u - n1));
+      x[2] = nx2 ^ ((nx2 ^ y2) & (0u - n2));
+      x[3] = nx3 ^ ((nx3 ^ y3) & (0u - n3));
+      ps += 2 * (int64_t)(c3 + n3);
+    }
+  }
+  /*
+   * Blocks of four tokens (one per state). The four words the block may
+   * read lie at ps, ps+2, ps+4, ps+6: one 64-bit load fetches them before
+   * the block's decisions are known, and token k takes the word after the
+   * refills of the tokens before it in the block (a prefix count). This is
+   * the JS's sequential order, but the states no longer wait for each
+   * other's refill decision (that chain made the four states run one after
+   * another: 3.8 -> see the kernels bench for the figure after).
+   */
+#define DEC(j, i)                                                                    \
+  uint32_t d##j = T_AT(ROW(i) | (x[j] & mask));                                      \
+  tok[i] = (uint8_t)d##j;                                                            \
+  uint32_t nx##j = ((d##j >> 20) + 1) * (x[j] >> p) + ((d##j >> 8) & 0xfff);         \
+  uint32_t n##j = nx##j < RANS_L;
+#define T_AT(ee) ((ee) < tlen ? (uint32_t)T[(ee)] : 0u)
+  for (; i < n4; i += 4) {
+    DEC(0, i)
+    DEC(1, i + 1)
+    DEC(2, i + 2)
+    DEC(3, i + 3)
+    uint64_t w4;
+    if (ps + 8 <= e) {
+      memcpy(&w4, b + ps, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+      w4 = __builtin_bswap64(w4);
+#endif
+    } else {
+      w4 = 0;
+      for (int q = 0; q < 4; q++)
+        if (ps + 2 * q < e) w4 |= (uint64_t)((uint32_t)b[ps + 2 * q] | ((uint32_t)b[ps + 2 * q + 1] << 8)) << (16 * q);
+    }
+    const uint32_t c1 = n0, c2 = n0 + n1, c3 = c2 + n2;
+    x[0] = n0 ? (nx0 << 16) | (uint32_t)(w4 & 0xffff) : nx0;
+    x[1] = n1 ? (nx1 << 16) | (uint32_t)((w4 >> (16 * c1)) & 0xffff) : nx1;
+    x[2] = n2 ? (nx2 << 16) | (uint32_t)((w4 >> (16 * c2)) & 0xffff) : nx2;
+    x[3] = n3 ? (nx3 << 16) | (uint32_t)((w4 >> (16 * c3)) & 0xffff) : nx3;
+    ps += 2 * (int64_t)(c3 + n3);
+  }
+#undef DEC
+#undef T_AT
   for (; i < n; i++) STEP(i & 3, i);
 #undef STEP
 #undef ROW
@@ -373,6 +456,21 @@ static inline uint32_t window32(const uint8_t* e, size_t elen, size_t k) {
   return w;
 }
 
+/* The 16-bit ordered-integer step of rebuild16 and undiffPlanes16: prediction bits pv plus the signed delta dd (mod 2^16). */
+static inline uint16_t add_ordered16(uint32_t pv, uint32_t dd) {
+  uint32_t o = ((pv ^ 0x8000u ^ ((0u - (pv >> 15)) & 0x7fffu)) + dd) & 0xffff;
+  return (uint16_t)(o ^ 0x8000u ^ (((o >> 15) - 1) & 0x7fffu));
+}
+
+/*
+ * In blocks: first the serial part (each token's extra bits, at a bit
+ * position that depends on every earlier token) into a small array of
+ * deltas, then the element-wise part, which the compiler vectorises. Where
+ * the block cannot run past the section's end the 32-bit window is read
+ * without a bounds check; near the end each element is checked, as in the JS,
+ * and on a damaged section the elements before the failing one are written.
+ */
+#define RB_BLOCK 256
 static napi_value rebuild16(napi_env env, napi_callback_info info) {
   ARGS(4);
   ARR(0, napi_uint16_array, 0, outA);
@@ -388,14 +486,35 @@ static napi_value rebuild16(napi_env env, napi_callback_info info) {
   const uint8_t* e = (const uint8_t*)eA.data;
   const size_t elen = eA.length;
   size_t bp = 0;
-  for (size_t i = 0; i < n; i++) {
-    if ((bp >> 3) > elen) return num(env, 1);
-    uint32_t t = tok[i];
-    uint32_t zz = BASE[t] | ((window32(e, elen, bp >> 3) >> (bp & 7)) & MASK[t]);
-    bp += NB[t];
-    int32_t pv = p[i];
-    uint32_t o = ((uint32_t)(pv ^ 0x8000 ^ ((int32_t)((uint32_t)pv << 16) >> 31 & 0x7fff)) + ((zz >> 1) ^ (uint32_t)(-(int32_t)(zz & 1)))) & 0xffff;
-    out[i] = (uint16_t)(o ^ 0x8000 ^ (((o >> 15) - 1) & 0x7fff));
+  uint16_t dd[RB_BLOCK];
+  for (size_t i = 0; i < n; i += RB_BLOCK) {
+    const size_t m = n - i < RB_BLOCK ? n - i : RB_BLOCK;
+    /* at most 30 extra bits per token (NB's largest entry) */
+    if ((bp >> 3) + ((m * 30 + 7) >> 3) + 4 <= elen) {
+      for (size_t k = 0; k < m; k++) {
+        uint32_t t = tok[i + k];
+        uint32_t w;
+        memcpy(&w, e + (bp >> 3), 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap32(w);
+#endif
+        uint32_t zz = BASE[t] | ((w >> (bp & 7)) & MASK[t]);
+        bp += NB[t];
+        dd[k] = (uint16_t)((zz >> 1) ^ (0u - (zz & 1)));
+      }
+    } else {
+      for (size_t k = 0; k < m; k++) {
+        if ((bp >> 3) > elen) {
+          for (size_t q = 0; q < k; q++) out[i + q] = add_ordered16(p[i + q], dd[q]);
+          return num(env, 1);
+        }
+        uint32_t t = tok[i + k];
+        uint32_t zz = BASE[t] | ((window32(e, elen, bp >> 3) >> (bp & 7)) & MASK[t]);
+        bp += NB[t];
+        dd[k] = (uint16_t)((zz >> 1) ^ (0u - (zz & 1)));
+      }
+    }
+    for (size_t k = 0; k < m; k++) out[i + k] = add_ordered16(p[i + k], dd[k]);
   }
   if (((bp + 7) >> 3) != elen) return num(env, 2);
   return num(env, 0);
@@ -755,25 +874,35 @@ static napi_value exp_unpack(napi_env env, napi_callback_info info) {
   const uint8_t* tok = (const uint8_t*)tokA.data;
   const uint8_t* e = (const uint8_t*)eA.data;
   const size_t elen = eA.length;
-  size_t epos = 0;
-  uint32_t acc = 0, nacc = 0;
   uint16_t* out16 = o16.data;
   uint32_t* out32 = o32.data;
+  /*
+   * Element i's raw bits start at bit i * rawBits (the JS reads them through
+   * a bit accumulator; the same bits, with zeros past the section's end), so
+   * no element waits for the one before. A 64-bit window holds them.
+   */
   for (size_t i = 0; i < n; i++) {
-    while (nacc < rawBits) {
-      acc |= (uint32_t)(epos < elen ? e[epos] : 0) << nacc;
-      epos++;
-      nacc += 8;
+    const uint64_t bit = (uint64_t)i * rawBits;
+    const size_t at = (size_t)(bit >> 3);
+    uint64_t w;
+    if (at + 8 <= elen) {
+      memcpy(&w, e + at, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+      w = __builtin_bswap64(w);
+#endif
+    } else {
+      w = 0;
+      for (size_t j = 0; j < 8 && at + j < elen; j++) w |= (uint64_t)e[at + j] << (8 * j);
     }
-    uint32_t r = acc & rbMask;
-    acc >>= rawBits;
-    nacc -= rawBits;
+    uint32_t r = (uint32_t)(w >> (bit & 7)) & rbMask;
     uint32_t tk = tok[i];
     uint32_t v = ((r & 1) << signShift) | ((uint32_t)((tk >> k) + (uint32_t)emin) << mant) | ((((tk & kMask) << low) | (r >> 1)) << t);
     if (out16) out16[i] = (uint16_t)v;
     else out32[i] = v;
   }
-  return num(env, epos != elen ? 1 : 0);
+  /* the JS reads a byte only when its accumulator runs short: ceil(n * rawBits / 8) bytes in all */
+  const uint64_t used = ((uint64_t)n * rawBits + 7) >> 3;
+  return num(env, used != elen ? 1 : 0);
 }
 
 /* ---------- module ---------- */
