@@ -1,0 +1,320 @@
+/**
+ * The compiled codec kernels (src/kernels/native/codec-kernels.c) against
+ * the plain-JS reference loops: the same output bits, the same return codes
+ * and the same errors, on random, adversarial and real fixture data, for
+ * every dtype the numeric codecs take. The fuzz suite adds the codec-kernels
+ * target (mutated payloads of every codec decoded both ways).
+ *
+ * Without the addon (no C compiler at install) these tests are skipped, unless
+ * AT1_REQUIRE_NATIVE=1 (CI), where a missing addon fails the first test.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { codecById } from '../src/codec/index.js';
+import { codecKernelsInUse, nativeKernels, useCodecKernels } from '../src/codec/kernels.js';
+import type { ChunkContext, Level } from '../src/codec/types.js';
+import { buildModel } from '../src/codec/entropy/model.js';
+import { buildDecodeTables, RansStream, ransDecodeTokens, ransDecodeTokensJs, ransEncode, ransEncodeJs, RANS_L } from '../src/codec/entropy/rans.js';
+import { contexts16, contexts16Js, contexts32, contexts32Js, rebuild16, rebuild16Js, rebuild32, rebuild32Js, tokenise16, tokenise16Js, tokenise32, tokenise32Js } from '../src/codec/numeric/delta-core.js';
+import { diffPlanes16, diffPlanes16Js, diffPlanes32, diffPlanes32Js, undiffPlanes16, undiffPlanes16Js, undiffPlanes32, undiffPlanes32Js } from '../src/codec/numeric/zplanes.js';
+import { f32ToBf16, f32ToF16 } from '../src/codec/numeric/float.js';
+import { loadNativeCodecKernels } from '../src/kernels/codec-native.js';
+import { parseSafetensorsHeader } from '../src/format/safetensors.js';
+import { EMBEDDED } from './helpers.js';
+
+const loaded = loadNativeCodecKernels();
+const required = process.env['AT1_REQUIRE_NATIVE'] === '1' || process.env['AT1_KERNELS'] === 'native';
+const skip = loaded.kernels ? false : `the compiled codec kernels are not built (${loaded.error?.message.split('\n')[0] ?? ''})`;
+
+test('the compiled codec kernels load (required in CI)', { skip: !loaded.kernels && !required ? skip : false }, () => {
+  assert.ok(loaded.kernels, `the addon did not load: ${loaded.error?.message}`);
+  useCodecKernels('native');
+  assert.equal(codecKernelsInUse(), 'native');
+  useCodecKernels('auto');
+});
+
+/** Deterministic random numbers (xorshift32). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s;
+  };
+}
+
+/** Run f with the JS reference and with the compiled kernels; return both results (or error messages). */
+function both<T>(f: () => T): { js: T | string; native: T | string } {
+  const before = codecKernelsInUse();
+  const run = (k: 'js' | 'native'): T | string => {
+    useCodecKernels(k);
+    try {
+      return f();
+    } catch (e) {
+      return `error: ${e instanceof Error ? e.message : String(e)}`;
+    } finally {
+      useCodecKernels(before);
+    }
+  };
+  return { js: run('js'), native: run('native') };
+}
+
+/** Float bit patterns of a dtype: mostly weight-like values, with the special values mixed in. */
+function floats(n: number, width: 16 | 32, dtype: 'BF16' | 'F16' | 'F32', r: () => number): Uint16Array | Uint32Array {
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  const specials = [0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x00000001, 0x807fffff, 0x7f7fffff];
+  const out = width === 16 ? new Uint16Array(n) : new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = r() % 64;
+    if (k === 0) u[0] = specials[r() % specials.length]!;
+    else if (k === 1) u[0] = r();
+    else f[0] = ((r() / 2 ** 32) * 2 - 1) * 0.05 * 2 ** ((r() % 9) - 4);
+    out[i] = dtype === 'F32' ? u[0]! : dtype === 'BF16' ? f32ToBf16(u[0]!) : f32ToF16(u[0]!);
+  }
+  return out;
+}
+
+/** x moved from p by small steps (a fine-tune), by large ones, or not at all. */
+function nudged(p: Uint16Array | Uint32Array, r: () => number): Uint16Array | Uint32Array {
+  const x = p.slice();
+  const lim = p instanceof Uint16Array ? 0xffff : 0xffffffff;
+  for (let i = 0; i < x.length; i++) {
+    const k = r() % 16;
+    if (k < 6) continue;
+    const step = k < 14 ? (r() % 9) - 4 : r();
+    x[i] = ((x[i]! + step) >>> 0) & lim;
+  }
+  return x;
+}
+
+const SIZES = [0, 1, 3, 4, 5, 7, 8, 255, 1000, 4097];
+
+test('tokenise16/rebuild16 and contexts16: the same tokens, histograms, extra bits and values', { skip }, () => {
+  const r = rng(16);
+  for (const dtype of ['BF16', 'F16'] as const)
+    for (const n of SIZES) {
+      const p = floats(n, 16, dtype, r) as Uint16Array;
+      const pp = nudged(p, r) as Uint16Array;
+      const x = nudged(p, r) as Uint16Array;
+      const shift = dtype === 'BF16' ? 7 : 10;
+      const R1 = 2 << (dtype === 'BF16' ? 8 : 5);
+      const c = contexts16Js(p, pp, shift, R1);
+      useCodecKernels('native');
+      assert.deepEqual(contexts16(p, pp, shift, R1), c, `${dtype} n=${n}: contexts16`);
+      for (const ctx of [null, c]) {
+        const R = ctx ? R1 * 16 : R1;
+        const a = tokenise16Js(x, p, ctx, shift, R, 40);
+        const b = tokenise16(x, p, ctx, shift, R, 40);
+        assert.deepEqual(b.tok, a.tok, `${dtype} n=${n}: tokens`);
+        assert.deepEqual(b.hist, a.hist, `${dtype} n=${n}: histogram`);
+        assert.deepEqual(b.extra, a.extra, `${dtype} n=${n}: extra bits`);
+        const o1 = new Uint16Array(n);
+        const o2 = new Uint16Array(n);
+        rebuild16Js(o1, a.tok, p, a.extra);
+        rebuild16(o2, a.tok, p, a.extra);
+        assert.deepEqual(o2, o1);
+        assert.deepEqual(o2, x, `${dtype} n=${n}: rebuild16 gives x back`);
+      }
+      useCodecKernels('auto');
+    }
+});
+
+test('rebuild16 on hostile tokens and extra sections: the same values and the same error, at the same element', { skip }, () => {
+  const r = rng(1616);
+  for (let c = 0; c < 400; c++) {
+    const n = [1, 5, 300, 2000][c % 4]!;
+    const tok = Uint8Array.from({ length: n }, () => (c % 3 === 0 ? r() & 0xff : r() % 40));
+    const p = Uint16Array.from({ length: n }, () => r() & 0xffff);
+    const elen = c % 5 === 0 ? 0 : r() % (n * 2 + 8);
+    const extra = Uint8Array.from({ length: elen }, () => r() & 0xff);
+    const fill = r() & 0xffff;
+    const res = both(() => {
+      const out = new Uint16Array(n).fill(fill);
+      let err = '';
+      try {
+        rebuild16(out, tok, p, extra);
+      } catch (e) {
+        err = (e as Error).message;
+      }
+      return { out: [...out], err };
+    });
+    assert.deepEqual(res.native, res.js, `case ${c}`);
+  }
+});
+
+test('tokenise32/rebuild32 and contexts32 (float32): the same streams and values; hostile input: the same result', { skip }, () => {
+  const r = rng(32);
+  for (const n of SIZES) {
+    const p = floats(n, 32, 'F32', r) as Uint32Array;
+    const pp = nudged(p, r) as Uint32Array;
+    const x = nudged(p, r) as Uint32Array;
+    for (const second of [null, pp]) {
+      const c = contexts32Js(p, second, 23, 512);
+      useCodecKernels('native');
+      assert.deepEqual(contexts32(p, second, 23, 512), c, `n=${n}: contexts32`);
+      const a = tokenise32Js(x, p, c, 512 * 16, 72);
+      const b = tokenise32(x, p, c, 512 * 16, 72);
+      assert.deepEqual(b.tok, a.tok);
+      assert.deepEqual(b.hist, a.hist);
+      assert.deepEqual(b.extra, a.extra, `n=${n}: extra bits`);
+      const o1 = new Uint32Array(n);
+      const o2 = new Uint32Array(n);
+      rebuild32Js(o1, a.tok, p, a.extra);
+      rebuild32(o2, a.tok, p, a.extra);
+      assert.deepEqual(o2, o1);
+      assert.deepEqual(o2, x, `n=${n}: rebuild32 gives x back`);
+      useCodecKernels('auto');
+    }
+  }
+  for (let c = 0; c < 300; c++) {
+    const n = [1, 6, 700][c % 3]!;
+    // tokens past the float32 alphabet (72) too: the JS shift semantics must hold for any byte
+    const tok = Uint8Array.from({ length: n }, () => (c % 2 ? r() & 0xff : r() % 72));
+    const p = Uint32Array.from({ length: n }, () => r());
+    const extra = Uint8Array.from({ length: r() % (n * 4 + 4) }, () => r() & 0xff);
+    const res = both(() => {
+      const out = new Uint32Array(n);
+      let err = '';
+      try {
+        rebuild32(out, tok, p, extra);
+      } catch (e) {
+        err = (e as Error).message;
+      }
+      return { out: [...out], err };
+    });
+    assert.deepEqual(res.native, res.js, `case ${c}`);
+  }
+});
+
+test('byte planes (fast level): diff and undiff, 16- and 32-bit, any alignment of the tail', { skip }, () => {
+  const r = rng(99);
+  for (const n of SIZES) {
+    const p = Uint16Array.from({ length: n }, () => r() & 0xffff);
+    const x = Uint16Array.from({ length: n }, () => r() & 0xffff);
+    useCodecKernels('native');
+    const [h, l] = diffPlanes16Js(x, p);
+    const [h2, l2] = diffPlanes16(x, p);
+    assert.deepEqual(h2, h);
+    assert.deepEqual(l2, l);
+    const o1 = new Uint16Array(n);
+    const o2 = new Uint16Array(n);
+    undiffPlanes16Js(o1, p, h, l);
+    undiffPlanes16(o2, p, h, l);
+    assert.deepEqual(o2, o1);
+    assert.deepEqual(o2, x);
+    const p32 = Uint32Array.from({ length: n }, () => r());
+    const x32 = Uint32Array.from({ length: n }, () => r());
+    const pl = diffPlanes32Js(x32, p32);
+    assert.deepEqual(diffPlanes32(x32, p32), pl);
+    const q1 = new Uint32Array(n);
+    const q2 = new Uint32Array(n);
+    undiffPlanes32Js(q1, p32, pl);
+    undiffPlanes32(q2, p32, pl);
+    assert.deepEqual(q2, q1);
+    assert.deepEqual(q2, x32);
+    useCodecKernels('auto');
+  }
+});
+
+test('rANS: the same stream from random models and contexts; garbage streams decode to the same tokens, states and position', { skip }, () => {
+  const r = rng(7);
+  for (let c = 0; c < 60; c++) {
+    const S = [2, 40, 72, 256][c % 4]!;
+    const R = [1, 3, 512][c % 3]!;
+    const n = [1, 2, 3, 4, 9, 5000][c % 6]!;
+    const shift = R === 512 ? 7 : 0;
+    const src = R === 1 ? null : Uint16Array.from({ length: n }, () => (R === 512 ? r() & 0xffff : r() % R));
+    const tok = Uint8Array.from({ length: n }, (_, i) => (i % 7 === 0 ? r() % S : r() % Math.min(S, 6)));
+    const hist = new Uint32Array(R * S);
+    for (let i = 0; i < n; i++) hist[(src ? src[i]! >>> shift : 0) * S + tok[i]!]!++;
+    const order = Int32Array.from({ length: R }, (_, i) => i);
+    const { model } = buildModel(hist, R, S, order);
+    useCodecKernels('native');
+    const a = ransEncodeJs(tok, src, shift, n, model);
+    const b = ransEncode(tok, src, shift, n, model);
+    assert.deepEqual(b, a, `case ${c}: encoded stream`);
+    const tables = buildDecodeTables(model);
+    const decode = (bytes: Uint8Array, useNative: boolean): { tok: number[]; pos: number; x: number[]; clean: boolean } => {
+      const rs = new RansStream(bytes, 0, bytes.length);
+      const out = new Uint8Array(n);
+      (useNative ? ransDecodeTokens : ransDecodeTokensJs)(rs, tables, model.groupOf, src, shift, n, out);
+      let clean = true;
+      try {
+        rs.finish('t');
+      } catch {
+        clean = false;
+      }
+      return { tok: [...out], pos: rs.pos, x: [rs.x0, rs.x1, rs.x2, rs.x3], clean };
+    };
+    const good = decode(a, true);
+    assert.deepEqual(good, decode(a, false));
+    assert.ok(good.clean);
+    assert.deepEqual(good.tok, [...tok], `case ${c}: decodes back`);
+    // a damaged stream: valid states, random words, cut short or padded
+    const bad = new Uint8Array(16 + 2 * (r() % (n + 4)));
+    const dv = new DataView(bad.buffer);
+    for (let k = 0; k < 4; k++) dv.setUint32(4 * k, RANS_L + (r() % (0x80000000 - RANS_L)), true);
+    for (let k = 16; k < bad.length; k++) bad[k] = r() & 0xff;
+    assert.deepEqual(decode(bad, true), decode(bad, false), `case ${c}: garbage stream`);
+    useCodecKernels('auto');
+  }
+});
+
+/** Chunks of the fixture family (bf16), widened and narrowed to every float dtype, with their references. */
+function fixtureChunks(): { what: string; codec: number; level: Level; raw: Uint8Array; ctx: ChunkContext }[] {
+  const read = (file: string, name: string): Uint8Array => {
+    const b = new Uint8Array(readFileSync(join(EMBEDDED, file)));
+    const h = parseSafetensorsHeader(b, b.length, file);
+    const t = h.tensors.find((x) => x.name === name)!;
+    return b.slice(h.dataStart + t.begin, Math.min(h.dataStart + t.end, h.dataStart + t.begin + 2 * 16384));
+  };
+  const wide = (b: Uint8Array): Uint8Array => new Uint8Array(Uint32Array.from(new Uint16Array(b.buffer, b.byteOffset, b.length / 2), (v, i) => (v << 16) | (i * 2654435761) >>> 27).buffer);
+  const f16 = (b: Uint8Array): Uint8Array => new Uint8Array(Uint16Array.from(new Uint16Array(b.buffer, b.byteOffset, b.length / 2), (v) => f32ToF16(v << 16)).buffer);
+  const out: { what: string; codec: number; level: Level; raw: Uint8Array; ctx: ChunkContext }[] = [];
+  for (const name of ['model.layers.0.self_attn.q_proj.weight', 'lm_head.weight', 'model.layers.1.mlp.down_proj.weight']) {
+    const base = read('base.safetensors', name);
+    const s25 = read('prose-step0025.safetensors', name);
+    const s50 = read('prose-step0050.safetensors', name);
+    const lora = read('code-lora.safetensors', name);
+    for (const [dt, conv] of [['BF16', (b: Uint8Array) => b], ['F32', wide], ['F16', f16]] as const) {
+      const ref = (b: Uint8Array) => ({ dtype: dt, bytes: conv(b) });
+      out.push({ what: `${name} ${dt} float-exp`, codec: 10, level: 'max', raw: conv(base), ctx: { dtype: dt, refs: [] } });
+      for (const level of ['max', 'fast'] as const) {
+        out.push({ what: `${name} ${dt} float-delta ${level}`, codec: 11, level, raw: conv(s25), ctx: { dtype: dt, refs: [ref(base)] } });
+        out.push({ what: `${name} ${dt} float-traj ${level}`, codec: 12, level, raw: conv(s50), ctx: { dtype: dt, refs: [ref(s25), ref(base)] } });
+      }
+      out.push({ what: `${name} ${dt} float-lowrank`, codec: 13, level: 'max', raw: conv(lora), ctx: { dtype: dt, refs: [ref(base)] } });
+      out.push({ what: `${name} ${dt} float-delta against bf16`, codec: 11, level: 'max', raw: conv(s25), ctx: { dtype: dt, refs: [{ dtype: 'BF16', bytes: base }] } });
+    }
+  }
+  return out;
+}
+
+test('every numeric codec on real fixture chunks, BF16/F32/F16, both levels: byte-identical payloads and decodes', { skip }, () => {
+  const chunks = fixtureChunks();
+  assert.ok(chunks.length >= 50);
+  for (const c of chunks) {
+    const codec = codecById(c.codec, c.what);
+    const enc = both(() => codec.encode(c.raw, c.ctx, c.level));
+    assert.ok(enc.js instanceof Uint8Array, `${c.what}: ${String(enc.js)}`);
+    assert.deepEqual(enc.native, enc.js, `${c.what}: payload`);
+    const dec = both(() => codec.decode(enc.js as Uint8Array, c.raw.length, c.ctx));
+    assert.deepEqual(dec.native, c.raw, `${c.what}: native decode`);
+    assert.deepEqual(dec.js, c.raw, `${c.what}: JS decode`);
+  }
+});
+
+test('the addon refuses arguments of the wrong type or size instead of touching memory outside them', { skip }, () => {
+  const K = nativeKernels() ?? loaded.kernels!;
+  assert.throws(() => K.rebuild16(new Uint16Array(10), new Uint8Array(5), new Uint16Array(10), new Uint8Array(4)), /out of range/);
+  assert.throws(() => K.rebuild16(new Uint8Array(10) as unknown as Uint16Array, new Uint8Array(10), new Uint16Array(10), new Uint8Array(4)), /wrong type/);
+  assert.throws(() => K.ransDecode(new Uint8Array(16), 0, 32, new Int32Array(4), new Int32Array(4096), 12, new Int32Array(1), null, 0, 4, new Uint8Array(4)), /out of range/);
+  assert.throws(() => K.tokenise16(new Uint16Array(100), new Uint16Array(100), null, 7, 40, new Uint8Array(100), new Uint32Array(512 * 40), new Uint8Array(10)), /out of range/);
+  assert.throws(() => K.ransEncode(new Uint8Array(8), null, 0, 8, new Int32Array(4), new Int32Array(1), 12, new Uint8Array(20)), /out of range/);
+});
