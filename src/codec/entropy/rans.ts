@@ -224,14 +224,27 @@ export function ransDecodeTokens(
     ransDecodeTokensJs(rs, tables, groupOf, src, shift, n, tok);
     return;
   }
+  const a = nativeRansArgs(rs, tables, groupOf);
+  settleNativeRans(rs, a.states, K.ransDecode(rs.buf, rs.pos, rs.end, a.states, tables.tab, tables.prec, a.base, src, shift, n, tok));
+}
+
+/**
+ * What the compiled decoders take besides the stream: the four states (and
+ * a fifth slot for a fused kernel's status) and each raw context's row base.
+ */
+export function nativeRansArgs(rs: RansStream, tables: DecodeTables, groupOf: Uint16Array): { states: Int32Array; base: Int32Array } {
   const base = new Int32Array(groupOf.length);
   for (let r = 0; r < groupOf.length; r++) base[r] = groupOf[r]! << tables.prec;
-  const st = new Int32Array([rs.x0, rs.x1, rs.x2, rs.x3]);
-  rs.pos = K.ransDecode(rs.buf, rs.pos, rs.end, st, tables.tab, tables.prec, base, src, shift, n, tok);
-  rs.x0 = st[0]!;
-  rs.x1 = st[1]!;
-  rs.x2 = st[2]!;
-  rs.x3 = st[3]!;
+  return { states: new Int32Array([rs.x0, rs.x1, rs.x2, rs.x3, 0]), base };
+}
+
+/** Back into the stream after a compiled decoder: its final states and word position. */
+export function settleNativeRans(rs: RansStream, states: Int32Array, pos: number): void {
+  rs.x0 = states[0]!;
+  rs.x1 = states[1]!;
+  rs.x2 = states[2]!;
+  rs.x3 = states[3]!;
+  rs.pos = pos;
 }
 
 /** The reference: ransDecodeTokens in plain JS. */

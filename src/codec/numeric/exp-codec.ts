@@ -20,7 +20,7 @@
  */
 import { corrupt } from '../entropy/bitio.js';
 import { buildModel, type ModelChoice } from '../entropy/model.js';
-import { ransDecodeTokens, ransEncode } from '../entropy/rans.js';
+import { nativeRansArgs, ransDecodeTokens, ransEncode, settleNativeRans } from '../entropy/rans.js';
 import type { Codec } from '../types.js';
 import { floatFormat, view16, view32, type FloatFormat } from './float.js';
 import { readFrame, writeFrame } from './frame.js';
@@ -137,16 +137,20 @@ function decodeExp(payload: Uint8Array, out: Uint8Array, fmt: FloatFormat): void
   // Tokens whose exponent would overflow the field mean a damaged payload.
   const S = f.model.alphabet;
   for (let s = ((emask - emin + 1) << k); s < S; s++) if (f.model.freq[s]! > 0) corrupt('float-exp payload: exponent out of range');
-  const tok = new Uint8Array(n);
-  ransDecodeTokens(f.rans, f.tables, GROUP0, null, 0, n, tok);
-  f.rans.finish('float-exp payload');
   const extra = f.extra;
   const o: Uint16Array | Uint32Array = W === 16 ? new Uint16Array(out.buffer, out.byteOffset, n) : new Uint32Array(out.buffer, out.byteOffset, n);
   const K = nativeKernels();
   if (K) {
-    if (K.expUnpack(o, tok, extra, mant, emin, t, k, low) !== 0) corrupt('float-exp payload: raw-bits section length does not match');
+    // tokens and unpack in one compiled pass; the same checks, in the same order, as below
+    const a = nativeRansArgs(f.rans, f.tables, GROUP0);
+    settleNativeRans(f.rans, a.states, K.expDecode(f.rans.buf, f.rans.pos, f.rans.end, a.states, f.tables.tab, f.tables.prec, a.base, null, 0, n, extra, o, mant, emin, t, k, low));
+    f.rans.finish('float-exp payload');
+    if (a.states[4] !== 0) corrupt('float-exp payload: raw-bits section length does not match');
     return;
   }
+  const tok = new Uint8Array(n);
+  ransDecodeTokens(f.rans, f.tables, GROUP0, null, 0, n, tok);
+  f.rans.finish('float-exp payload');
   const elen = extra.length;
   let epos = 0;
   let acc = 0;

@@ -113,157 +113,184 @@ static void init_tables(void) {
   }
 }
 
+static inline uint64_t le64(uint64_t w) {
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  return __builtin_bswap64(w);
+#else
+  return w;
+#endif
+}
+
 static inline uint32_t clz32(uint32_t v) { return v == 0 ? 32 : (uint32_t)__builtin_clz(v); }
 
 /* ---------- rANS (rans.ts) ---------- */
 
 #define RANS_L 32768u
 
+/* A rANS decoder over one interleaved stream (rans.ts RansStream + ransDecodeTokens). */
+typedef struct {
+  const uint8_t* b; /* the payload */
+  int64_t ps;       /* next word's byte position (may pass e: such words read as 0) */
+  int64_t e;        /* end of the word area */
+  uint32_t x[4];
+  const int32_t* T; /* decode table: ((f-1) << 20) | ((slot - start) << 8) | token */
+  size_t tlen;
+  uint32_t mask;
+  unsigned prec;
+  const int32_t* B; /* table row base per raw context (groupOf << prec) */
+  size_t blen;
+  const uint16_t* c; /* context source, or NULL: row 0 throughout */
+  unsigned shift;
+  int fast; /* no lookup can leave its array: see rans_init */
+} rans_t;
+
+static void rans_init(rans_t* r) {
+  /*
+   * The fast loops need no bounds checks when every row base plus the slot
+   * mask is inside the table and every context value has a row; a stream
+   * whose tables break that (only a damaged one could) takes the checked loop.
+   */
+  int fast = r->c == NULL ? (r->tlen > r->mask) : (r->blen > (size_t)(65535u >> r->shift));
+  if (fast && r->c)
+    for (size_t q = 0; q < r->blen && fast; q++)
+      if (r->B[q] < 0 || (size_t)r->B[q] + r->mask >= r->tlen) fast = 0;
+  r->fast = fast;
+}
+
+/* The table entry of element i with state j: 0 past an array, as `undefined | y` is y in the JS. */
+static inline uint32_t rans_entry_checked(const rans_t* r, size_t i, uint32_t xj) {
+  uint32_t row = 0;
+  if (r->c) {
+    size_t q = (size_t)(r->c[i] >> r->shift);
+    row = q < r->blen ? (uint32_t)r->B[q] : 0u;
+  }
+  uint32_t ee = row | (xj & r->mask);
+  return ee < r->tlen ? (uint32_t)r->T[ee] : 0u;
+}
+
 /*
- * ransDecodeTokens(buf, pos, end, states Int32Array(4) in/out, tab Int32Array,
- * prec, base Int32Array (groupOf << prec per raw context), src Uint16Array|null,
- * shift, n, tok Uint8Array) -> the new word position. Same loop as the JS:
- * element i uses state i & 3; a word past `end` reads as 0 and still
- * advances (RansStream.finish then refuses the stream).
+ * One token, checked, in the JS's order (element i uses state i & 3). The
+ * refill is branch-free: whether a state needs a word is data-dependent and
+ * unpredictable, so the word is always read (0 past the end) and kept or not.
+ */
+static inline uint8_t rans_step_checked(rans_t* r, size_t i) {
+  const unsigned j = (unsigned)(i & 3);
+  const uint32_t d = rans_entry_checked(r, i, r->x[j]);
+  const uint32_t nx = ((d >> 20) + 1) * (r->x[j] >> r->prec) + ((d >> 8) & 0xfff);
+  const uint32_t w = r->ps < r->e ? (uint32_t)r->b[r->ps] | ((uint32_t)r->b[r->ps + 1] << 8) : 0u;
+  const int need = nx < RANS_L;
+  r->x[j] = need ? (nx << 16) | w : nx;
+  r->ps += need ? 2 : 0;
+  return (uint8_t)d;
+}
+
+/*
+ * Four tokens i..i+3 (i a multiple of 4), unchecked: only when r->fast and
+ * ps + 8 <= e. The four words the block may read lie at ps, ps+2, ps+4,
+ * ps+6: one 64-bit load fetches them before the refill decisions are known,
+ * and token k takes the word after the refills of the tokens before it in
+ * the block (a prefix count) — the JS's sequential order, without the chain
+ * through `ps` that made the four states wait for each other (3.8 -> 3.0
+ * ns/token here, with the branch-free selects).
+ */
+#define RANS_BLOCK4(r, i, out0, out1, out2, out3)                                              \
+  do {                                                                                          \
+    const uint16_t* c_ = (r)->c;                                                                \
+    uint32_t r0 = 0, r1 = 0, r2 = 0, r3 = 0;                                                    \
+    if (c_) {                                                                                   \
+      r0 = (uint32_t)(r)->B[c_[(i)] >> (r)->shift];                                             \
+      r1 = (uint32_t)(r)->B[c_[(i) + 1] >> (r)->shift];                                         \
+      r2 = (uint32_t)(r)->B[c_[(i) + 2] >> (r)->shift];                                         \
+      r3 = (uint32_t)(r)->B[c_[(i) + 3] >> (r)->shift];                                         \
+    }                                                                                           \
+    const uint32_t d0 = (uint32_t)(r)->T[r0 | ((r)->x[0] & (r)->mask)];                         \
+    const uint32_t d1 = (uint32_t)(r)->T[r1 | ((r)->x[1] & (r)->mask)];                         \
+    const uint32_t d2 = (uint32_t)(r)->T[r2 | ((r)->x[2] & (r)->mask)];                         \
+    const uint32_t d3 = (uint32_t)(r)->T[r3 | ((r)->x[3] & (r)->mask)];                         \
+    out0 = (uint8_t)d0;                                                                         \
+    out1 = (uint8_t)d1;                                                                         \
+    out2 = (uint8_t)d2;                                                                         \
+    out3 = (uint8_t)d3;                                                                         \
+    const uint32_t nx0 = ((d0 >> 20) + 1) * ((r)->x[0] >> (r)->prec) + ((d0 >> 8) & 0xfff);     \
+    const uint32_t nx1 = ((d1 >> 20) + 1) * ((r)->x[1] >> (r)->prec) + ((d1 >> 8) & 0xfff);     \
+    const uint32_t nx2 = ((d2 >> 20) + 1) * ((r)->x[2] >> (r)->prec) + ((d2 >> 8) & 0xfff);     \
+    const uint32_t nx3 = ((d3 >> 20) + 1) * ((r)->x[3] >> (r)->prec) + ((d3 >> 8) & 0xfff);     \
+    const uint32_t n0 = nx0 < RANS_L, n1 = nx1 < RANS_L, n2 = nx2 < RANS_L, n3 = nx3 < RANS_L;   \
+    uint64_t w4;                                                                                \
+    memcpy(&w4, (r)->b + (r)->ps, 8);                                                           \
+    w4 = le64(w4);                                                                              \
+    const uint32_t c1 = n0, c2 = n0 + n1, c3 = c2 + n2;                                         \
+    const uint32_t y0 = (nx0 << 16) | (uint32_t)(w4 & 0xffff);                                  \
+    const uint32_t y1 = (nx1 << 16) | (uint32_t)((w4 >> (16 * c1)) & 0xffff);                   \
+    const uint32_t y2 = (nx2 << 16) | (uint32_t)((w4 >> (16 * c2)) & 0xffff);                   \
+    const uint32_t y3 = (nx3 << 16) | (uint32_t)((w4 >> (16 * c3)) & 0xffff);                   \
+    (r)->x[0] = nx0 ^ ((nx0 ^ y0) & (0u - n0));                                                 \
+    (r)->x[1] = nx1 ^ ((nx1 ^ y1) & (0u - n1));                                                 \
+    (r)->x[2] = nx2 ^ ((nx2 ^ y2) & (0u - n2));                                                 \
+    (r)->x[3] = nx3 ^ ((nx3 ^ y3) & (0u - n3));                                                 \
+    (r)->ps += 2 * (int64_t)(c3 + n3);                                                          \
+  } while (0)
+
+/* Tokens i0..n-1 into rel[0..n-i0-1]. */
+static void rans_decode_range(rans_t* r, size_t i0, size_t n, uint8_t* rel) {
+  size_t i = i0;
+  if (r->fast && (i & 3) == 0)
+    for (; i + 4 <= n && r->ps + 8 <= r->e; i += 4) RANS_BLOCK4(r, i, rel[i - i0], rel[i - i0 + 1], rel[i - i0 + 2], rel[i - i0 + 3]);
+  for (; i < n; i++) rel[i - i0] = rans_step_checked(r, i);
+}
+
+/* rans_t from the JS arguments shared by the decode entry points; 0 and a thrown error when they are out of range. */
+static int rans_from_args(napi_env env, napi_value* argv, int64_t n, rans_t* r, int32_t** states) {
+  arr_t buf, st, tab, base, src;
+  int64_t pos, end, prec, shift;
+  if (!get_arr(env, argv[0], napi_uint8_array, 0, &buf) || !get_i64(env, argv[1], &pos) || !get_i64(env, argv[2], &end) || !get_arr(env, argv[3], napi_int32_array, 0, &st) ||
+      !get_arr(env, argv[4], napi_int32_array, 0, &tab) || !get_i64(env, argv[5], &prec) || !get_arr(env, argv[6], napi_int32_array, 0, &base) ||
+      !get_arr(env, argv[7], napi_uint16_array, 1, &src) || !get_i64(env, argv[8], &shift)) {
+    throw_type(env, "rANS arguments have the wrong type");
+    return 0;
+  }
+  if (st.length < 4 || prec < 1 || prec > 12 || shift < 0 || shift > 15 || n < 0 || pos < 0 || end < pos || (size_t)end > buf.length || (src.data && src.length < (size_t)n)) {
+    throw_type(env, "rANS arguments out of range");
+    return 0;
+  }
+  int32_t* S = (int32_t*)st.data;
+  *states = S;
+  r->b = (const uint8_t*)buf.data;
+  r->ps = pos;
+  r->e = end;
+  for (int j = 0; j < 4; j++) r->x[j] = (uint32_t)S[j];
+  r->T = (const int32_t*)tab.data;
+  r->tlen = tab.length;
+  r->mask = (1u << prec) - 1;
+  r->prec = (unsigned)prec;
+  r->B = (const int32_t*)base.data;
+  r->blen = base.length;
+  r->c = (const uint16_t*)src.data;
+  r->shift = (unsigned)shift;
+  rans_init(r);
+  return 1;
+}
+
+static void rans_store(const rans_t* r, int32_t* S) {
+  for (int j = 0; j < 4; j++) S[j] = (int32_t)r->x[j];
+}
+
+/*
+ * ransDecode(buf, pos, end, states Int32Array(4) in/out, tab, prec, base
+ * (groupOf << prec per raw context), src Uint16Array|null, shift, n, tok)
+ * -> the new word position (ransDecodeTokens in rans.ts).
  */
 static napi_value rans_decode(napi_env env, napi_callback_info info) {
   ARGS(11);
-  ARR(0, napi_uint8_array, 0, buf);
-  INT(1, pos);
-  INT(2, end);
-  ARR(3, napi_int32_array, 0, st);
-  ARR(4, napi_int32_array, 0, tab);
-  INT(5, prec);
-  ARR(6, napi_int32_array, 0, base);
-  ARR(7, napi_uint16_array, 1, src);
-  INT(8, shift);
   INT(9, n);
   ARR(10, napi_uint8_array, 0, tokA);
-  if (st.length < 4 || prec < 1 || prec > 12 || shift < 0 || shift > 15 || n < 0 || (size_t)n > tokA.length || pos < 0 || end < pos || (size_t)end > buf.length || (src.data && src.length < (size_t)n))
-    return throw_type(env, "rans_decode: arguments out of range");
-  const uint8_t* b = (const uint8_t*)buf.data;
-  const int32_t* T = (const int32_t*)tab.data;
-  const size_t tlen = tab.length;
-  const int32_t* B = (const int32_t*)base.data;
-  const size_t blen = base.length;
-  const uint16_t* c = (const uint16_t*)src.data;
-  uint8_t* tok = (uint8_t*)tokA.data;
-  int32_t* S = (int32_t*)st.data;
-  uint32_t x[4] = {(uint32_t)S[0], (uint32_t)S[1], (uint32_t)S[2], (uint32_t)S[3]};
-  const uint32_t mask = (1u << prec) - 1;
-  const unsigned p = (unsigned)prec;
-  int64_t ps = pos;
-  const int64_t e = end;
-  const int single = c == NULL;
-  /* The table row of element i; 0 past the array, as `undefined | y` is y in the JS. */
-#define ROW(i) (single ? 0u : ((size_t)(c[i] >> shift) < blen ? (uint32_t)B[c[i] >> shift] : 0u))
-  /*
-   * The refill is branch-free: whether a state needs a word is data-dependent
-   * and unpredictable (a mispredicted branch per few tokens cost more than
-   * the table lookups), so the word is always read (0 past `end`) and kept
-   * or not by a select.
-   */
-#define STEP(j, i)                                                                   \
-  {                                                                                  \
-    uint32_t ee = ROW(i) | (x[j] & mask);                                            \
-    uint32_t d = ee < tlen ? (uint32_t)T[ee] : 0u;                                   \
-    tok[i] = (uint8_t)d;                                                             \
-    uint32_t nx = ((d >> 20) + 1) * (x[j] >> p) + ((d >> 8) & 0xfff);                \
-    uint32_t w = ps < e ? (uint32_t)b[ps] | ((uint32_t)b[ps + 1] << 8) : 0u;         \
-    int need = nx < RANS_L;                                                          \
-    x[j] = need ? (nx << 16) | w : nx;                                               \
-    ps += need ? 2 : 0;                                                              \
-  }
-  const int64_t n4 = n & ~(int64_t)3;
-  int64_t i = 0;
-  /*
-   * Fast path, when no lookup can leave its array (every row base plus the
-   * slot mask is inside the table, and every context value has a row):
-   * then the loop needs no bounds checks and its selects are arithmetic.
-   */
-  int fast = src.data == NULL ? (tlen > mask) : (blen > (size_t)(65535u >> shift));
-  if (fast && c) {
-    for (size_t r = 0; r < blen && fast; r++)
-      if (B[r] < 0 || (size_t)B[r] + mask >= tlen) fast = 0;
-  }
-  if (fast) {
-    const int32_t* Bp = c ? B : NULL;
-    for (; i < n4 && ps + 8 <= e; i += 4) {
-      uint32_t r0 = Bp ? (uint32_t)Bp[c[i] >> shift] : 0, r1 = Bp ? (uint32_t)Bp[c[i + 1] >> shift] : 0;
-      uint32_t r2 = Bp ? (uint32_t)Bp[c[i + 2] >> shift] : 0, r3 = Bp ? (uint32_t)Bp[c[i + 3] >> shift] : 0;
-      uint32_t d0 = (uint32_t)T[r0 | (x[0] & mask)], d1 = (uint32_t)T[r1 | (x[1] & mask)];
-      uint32_t d2 = (uint32_t)T[r2 | (x[2] & mask)], d3 = (uint32_t)T[r3 | (x[3] & mask)];
-      tok[i] = (uint8_t)d0;
-      tok[i + 1] = (uint8_t)d1;
-      tok[i + 2] = (uint8_t)d2;
-      tok[i + 3] = (uint8_t)d3;
-      uint32_t nx0 = ((d0 >> 20) + 1) * (x[0] >> p) + ((d0 >> 8) & 0xfff);
-      uint32_t nx1 = ((d1 >> 20) + 1) * (x[1] >> p) + ((d1 >> 8) & 0xfff);
-      uint32_t nx2 = ((d2 >> 20) + 1) * (x[2] >> p) + ((d2 >> 8) & 0xfff);
-      uint32_t nx3 = ((d3 >> 20) + 1) * (x[3] >> p) + ((d3 >> 8) & 0xfff);
-      uint32_t n0 = nx0 < RANS_L, n1 = nx1 < RANS_L, n2 = nx2 < RANS_L, n3 = nx3 < RANS_L;
-      uint64_t w4;
-      memcpy(&w4, b + ps, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-      w4 = __builtin_bswap64(w4);
-#endif
-      const uint32_t c1 = n0, c2 = n0 + n1, c3 = c2 + n2;
-      uint32_t y0 = (nx0 << 16) | (uint32_t)(w4 & 0xffff);
-      uint32_t y1 = (nx1 << 16) | (uint32_t)((w4 >> (16 * c1)) & 0xffff);
-      uint32_t y2 = (nx2 << 16) | (uint32_t)((w4 >> (16 * c2)) & 0xffff);
-      uint32_t y3 = (nx3 << 16) | (uint32_t)((w4 >> (16 * c3)) & 0xffff);
-      x[0] = nx0 ^ ((nx0 ^ y0) & (0u - n0));
-      x[1] = nx1 ^ ((nx1 ^ y1) & (0u - n1));
-      x[2] = nx2 ^ ((nx2 ^ y2) & (0u - n2));
-      x[3] = nx3 ^ ((nx3 ^ y3) & (0u - n3));
-      ps += 2 * (int64_t)(c3 + n3);
-    }
-  }
-  /*
-   * Blocks of four tokens (one per state). The four words the block may
-   * read lie at ps, ps+2, ps+4, ps+6: one 64-bit load fetches them before
-   * the block's decisions are known, and token k takes the word after the
-   * refills of the tokens before it in the block (a prefix count). This is
-   * the JS's sequential order, but the states no longer wait for each
-   * other's refill decision (that chain made the four states run one after
-   * another: 3.8 -> see the kernels bench for the figure after).
-   */
-#define DEC(j, i)                                                                    \
-  uint32_t d##j = T_AT(ROW(i) | (x[j] & mask));                                      \
-  tok[i] = (uint8_t)d##j;                                                            \
-  uint32_t nx##j = ((d##j >> 20) + 1) * (x[j] >> p) + ((d##j >> 8) & 0xfff);         \
-  uint32_t n##j = nx##j < RANS_L;
-#define T_AT(ee) ((ee) < tlen ? (uint32_t)T[(ee)] : 0u)
-  for (; i < n4; i += 4) {
-    DEC(0, i)
-    DEC(1, i + 1)
-    DEC(2, i + 2)
-    DEC(3, i + 3)
-    uint64_t w4;
-    if (ps + 8 <= e) {
-      memcpy(&w4, b + ps, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-      w4 = __builtin_bswap64(w4);
-#endif
-    } else {
-      w4 = 0;
-      for (int q = 0; q < 4; q++)
-        if (ps + 2 * q < e) w4 |= (uint64_t)((uint32_t)b[ps + 2 * q] | ((uint32_t)b[ps + 2 * q + 1] << 8)) << (16 * q);
-    }
-    const uint32_t c1 = n0, c2 = n0 + n1, c3 = c2 + n2;
-    x[0] = n0 ? (nx0 << 16) | (uint32_t)(w4 & 0xffff) : nx0;
-    x[1] = n1 ? (nx1 << 16) | (uint32_t)((w4 >> (16 * c1)) & 0xffff) : nx1;
-    x[2] = n2 ? (nx2 << 16) | (uint32_t)((w4 >> (16 * c2)) & 0xffff) : nx2;
-    x[3] = n3 ? (nx3 << 16) | (uint32_t)((w4 >> (16 * c3)) & 0xffff) : nx3;
-    ps += 2 * (int64_t)(c3 + n3);
-  }
-#undef DEC
-#undef T_AT
-  for (; i < n; i++) STEP(i & 3, i);
-#undef STEP
-#undef ROW
-  for (int j = 0; j < 4; j++) S[j] = (int32_t)x[j];
-  return num(env, (double)ps);
+  if (n < 0 || (size_t)n > tokA.length) return throw_type(env, "rans_decode: arguments out of range");
+  rans_t r;
+  int32_t* S;
+  if (!rans_from_args(env, argv, n, &r, &S)) return NULL;
+  rans_decode_range(&r, 0, (size_t)n, (uint8_t*)tokA.data);
+  rans_store(&r, S);
+  return num(env, (double)r.ps);
 }
 
 /*
@@ -938,6 +965,175 @@ static napi_value exp_unpack(napi_env env, napi_callback_info info) {
   return num(env, used != elen ? 1 : 0);
 }
 
+/* ---------- fused decoders: rANS tokens and what follows them, in one pass ---------- */
+
+static inline uint32_t le32(uint32_t w) {
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  return __builtin_bswap32(w);
+#else
+  return w;
+#endif
+}
+
+/*
+ * delta16Decode(buf, pos, end, states Int32Array(5), tab, prec, base, src, shift, n, extra, p, out)
+ * -> the rANS word position; states[0..3] the final states, states[4] rebuild16's status (0, 1, 2).
+ * The same result as ransDecodeTokens then rebuild16 (delta-codec.ts decodePredicted), without
+ * the token array: the rANS loop waits on its table lookups, and the extra-bit reads and the
+ * value rebuild of the same tokens fill that wait. On a damaged payload (any nonzero status, or a
+ * stream that does not finish cleanly) `out` holds unspecified values; the caller reports the error.
+ */
+static napi_value delta16_decode(napi_env env, napi_callback_info info) {
+  ARGS(13);
+  INT(9, n);
+  ARR(10, napi_uint8_array, 0, eA);
+  ARR(11, napi_uint16_array, 0, pA);
+  ARR(12, napi_uint16_array, 0, outA);
+  if (n < 0 || (size_t)n > outA.length || (size_t)n > pA.length) return throw_type(env, "delta16_decode: arguments out of range");
+  rans_t r;
+  int32_t* S;
+  if (!rans_from_args(env, argv, n, &r, &S)) return NULL;
+  arr_t st;
+  get_arr(env, argv[3], napi_int32_array, 0, &st);
+  if (st.length < 5) return throw_type(env, "delta16_decode: states needs 5 entries");
+  pthread_once(&tables_once, init_tables);
+  const uint8_t* e = (const uint8_t*)eA.data;
+  const size_t elen = eA.length;
+  const uint16_t* p = (const uint16_t*)pA.data;
+  uint16_t* out = (uint16_t*)outA.data;
+  const size_t N = (size_t)n;
+  size_t i = 0, bp = 0;
+  int status = 0;
+#define EXTRACT16(t, k)                                                             \
+  do {                                                                              \
+    uint32_t w_;                                                                    \
+    memcpy(&w_, e + (bp >> 3), 4);                                                  \
+    w_ = le32(w_);                                                                  \
+    const uint32_t zz_ = BASE[t] | ((w_ >> (bp & 7)) & MASK[t]);                    \
+    bp += NB[t];                                                                    \
+    out[k] = add_ordered16(p[k], (zz_ >> 1) ^ (0u - (zz_ & 1)));                    \
+  } while (0)
+  if (r.fast)
+    /* four tokens read at most 4 x 30 extra bits: 15 bytes, plus the 4-byte window */
+    for (; i + 4 <= N && r.ps + 8 <= r.e && (bp >> 3) + 19 <= elen; i += 4) {
+      uint8_t t0, t1, t2, t3;
+      RANS_BLOCK4(&r, i, t0, t1, t2, t3);
+      EXTRACT16(t0, i);
+      EXTRACT16(t1, i + 1);
+      EXTRACT16(t2, i + 2);
+      EXTRACT16(t3, i + 3);
+    }
+#undef EXTRACT16
+  if (i < N) {
+    /* the rest as the separate kernels do it: tokens, then the checked rebuild */
+    uint8_t* tk = malloc(N - i);
+    if (!tk) return throw_type(env, "delta16_decode: out of memory");
+    rans_decode_range(&r, i, N, tk);
+    for (size_t k = i; k < N; k++) {
+      if ((bp >> 3) > elen) {
+        status = 1;
+        break;
+      }
+      const uint32_t t = tk[k - i];
+      const uint32_t zz = BASE[t] | ((window32(e, elen, bp >> 3) >> (bp & 7)) & MASK[t]);
+      bp += NB[t];
+      out[k] = add_ordered16(p[k], (zz >> 1) ^ (0u - (zz & 1)));
+    }
+    free(tk);
+  }
+  if (status == 0 && ((bp + 7) >> 3) != elen) status = 2;
+  rans_store(&r, S);
+  S[4] = status;
+  return num(env, (double)r.ps);
+}
+
+/*
+ * expDecode(buf, pos, end, states Int32Array(5), tab, prec, base, null, 0, n, extra, out (Uint16Array |
+ * Uint32Array), mant, emin, t, k, low) -> the rANS word position; states[4] = 1 when the raw-bits
+ * section's length does not match (exp-codec.ts decodeExp: ransDecodeTokens then the unpack loop).
+ */
+static napi_value exp_decode(napi_env env, napi_callback_info info) {
+  ARGS(17);
+  INT(9, n);
+  ARR(10, napi_uint8_array, 0, eA);
+  arr_t o16 = {0}, o32 = {0};
+  size_t olen;
+  if (get_arr(env, argv[11], napi_uint16_array, 0, &o16)) olen = o16.length;
+  else if (get_arr(env, argv[11], napi_uint32_array, 0, &o32)) olen = o32.length;
+  else return throw_type(env, "expDecode: out must be a Uint16Array or Uint32Array");
+  INT(12, mant);
+  INT(13, emin);
+  INT(14, t);
+  INT(15, k);
+  INT(16, low);
+  if (n < 0 || (size_t)n > olen || mant < 0 || mant > 31 || t < 0 || t > 31 || k < 0 || k > 8 || low < 0 || low > 23) return throw_type(env, "expDecode: arguments out of range");
+  rans_t r;
+  int32_t* S;
+  if (!rans_from_args(env, argv, n, &r, &S)) return NULL;
+  arr_t st;
+  get_arr(env, argv[3], napi_int32_array, 0, &st);
+  if (st.length < 5) return throw_type(env, "expDecode: states needs 5 entries");
+  const uint32_t rawBits = 1 + (uint32_t)low;
+  const uint32_t rbMask = (1u << rawBits) - 1;
+  const uint32_t kMask = (1u << k) - 1;
+  const unsigned signShift = o16.data ? 15 : 31;
+  const uint8_t* e = (const uint8_t*)eA.data;
+  const size_t elen = eA.length;
+  uint16_t* out16 = o16.data;
+  uint32_t* out32 = o32.data;
+  const size_t N = (size_t)n;
+  const uint32_t em = (uint32_t)emin, km = (uint32_t)k, lo = (uint32_t)low, tt = (uint32_t)t, mt = (uint32_t)mant;
+#define UNPACK(tk, i, w)                                                                                           \
+  do {                                                                                                             \
+    const uint64_t bit_ = (uint64_t)(i) * rawBits;                                                                 \
+    const uint32_t r_ = (uint32_t)((w) >> (bit_ & 7)) & rbMask;                                                    \
+    const uint32_t v_ = ((r_ & 1) << signShift) | (((uint32_t)(tk) >> km) + em) << mt | (((((uint32_t)(tk) & kMask) << lo) | (r_ >> 1)) << tt); \
+    if (out16) out16[i] = (uint16_t)v_;                                                                            \
+    else out32[i] = v_;                                                                                            \
+  } while (0)
+#define WINDOW_AT(i, w)                                           \
+  uint64_t w;                                                     \
+  do {                                                            \
+    memcpy(&w, e + (((uint64_t)(i) * rawBits) >> 3), 8);         \
+    w = le64(w);                                                  \
+  } while (0)
+  size_t i = 0;
+  if (r.fast)
+    for (; i + 4 <= N && r.ps + 8 <= r.e && ((((uint64_t)i + 3) * rawBits) >> 3) + 8 <= elen; i += 4) {
+      uint8_t t0, t1, t2, t3;
+      RANS_BLOCK4(&r, i, t0, t1, t2, t3);
+      WINDOW_AT(i, w0);
+      UNPACK(t0, i, w0);
+      WINDOW_AT(i + 1, w1);
+      UNPACK(t1, i + 1, w1);
+      WINDOW_AT(i + 2, w2);
+      UNPACK(t2, i + 2, w2);
+      WINDOW_AT(i + 3, w3);
+      UNPACK(t3, i + 3, w3);
+    }
+#undef WINDOW_AT
+  if (i < N) {
+    uint8_t* tk = malloc(N - i);
+    if (!tk) return throw_type(env, "expDecode: out of memory");
+    rans_decode_range(&r, i, N, tk);
+    for (size_t q = i; q < N; q++) {
+      const size_t at = (size_t)(((uint64_t)q * rawBits) >> 3);
+      uint64_t w = 0;
+      if (at + 8 <= elen) {
+        memcpy(&w, e + at, 8);
+        w = le64(w);
+      } else
+        for (size_t j = 0; j < 8 && at + j < elen; j++) w |= (uint64_t)e[at + j] << (8 * j);
+      UNPACK(tk[q - i], q, w);
+    }
+    free(tk);
+  }
+#undef UNPACK
+  rans_store(&r, S);
+  S[4] = ((((uint64_t)N * rawBits) + 7) >> 3) != elen ? 1 : 0;
+  return num(env, (double)r.ps);
+}
+
 /* ---------- module ---------- */
 
 NAPI_MODULE_INIT() {
@@ -959,6 +1155,8 @@ NAPI_MODULE_INIT() {
       {"expHist", NULL, exp_hist, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expPack", NULL, exp_pack, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expUnpack", NULL, exp_unpack, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"delta16Decode", NULL, delta16_decode, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"expDecode", NULL, exp_decode, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;
