@@ -349,31 +349,59 @@ static napi_value rans_encode(napi_env env, napi_callback_info info) {
       rcp[3 * q + 2] = st;
     }
   }
-  for (int64_t i = n - 1; i >= 0; i--) {
-    size_t r = c ? (size_t)(c[i] >> shift) : 0;
-    int64_t row = c ? (r < rlen ? rowOf[r] : 0) : 0;
-    int64_t k = row + 2 * (int64_t)tok[i];
-    if (k < 0 || (size_t)k + 1 >= fclen) {
-      free(rcp);
-      return num(env, -1);
-    }
-    uint32_t f = (uint32_t)fc[k];
-    if (f == 0 || f > M) {
-      free(rcp);
-      return num(env, -1);
-    }
-    uint32_t* xs = &x[i & 3];
-    uint32_t v = *xs;
-    if ((uint64_t)v >= (uint64_t)f * sh) {
-      wp -= 2;
-      out[wp] = (uint8_t)v;
-      out[wp + 1] = (uint8_t)(v >> 8);
-      v >>= 16;
-    }
-    const uint32_t* rc = rcp + 3 * (size_t)(k >> 1);
-    uint32_t q = (uint32_t)(((uint64_t)v * rc[0]) >> 32) >> rc[1];
-    *xs = v + rc[2] + q * (M - f);
+  /*
+   * Element i's (frequency, reciprocal) entry, or -1 for a token the table
+   * cannot code. Elements run backwards as in the JS; the states stay in
+   * registers (element i uses state i & 3), and the renormalisation is
+   * branch-free: the word is always written below wp and kept (wp moves)
+   * only when needed.
+   */
+#define ENTRY(i, kv)                                                      \
+  int64_t kv;                                                             \
+  {                                                                       \
+    const size_t r_ = c ? (size_t)(c[i] >> shift) : 0;                    \
+    const int64_t row_ = c ? (r_ < rlen ? rowOf[r_] : 0) : 0;             \
+    kv = row_ + 2 * (int64_t)tok[i];                                      \
+    if (kv < 0 || (size_t)kv + 1 >= fclen || fc[kv] <= 0 || (uint32_t)fc[kv] > M) { \
+      free(rcp);                                                          \
+      return num(env, -1);                                                \
+    }                                                                     \
   }
+#define PUT(xv, kv)                                                       \
+  {                                                                       \
+    const uint32_t f_ = (uint32_t)fc[kv];                                 \
+    uint32_t v_ = xv;                                                     \
+    const uint32_t need_ = (uint64_t)v_ >= (uint64_t)f_ * sh;             \
+    out[wp - 2] = (uint8_t)v_;                                            \
+    out[wp - 1] = (uint8_t)(v_ >> 8);                                     \
+    wp -= 2 * (size_t)need_;                                              \
+    v_ = need_ ? v_ >> 16 : v_;                                           \
+    const uint32_t* rc_ = rcp + 3 * (size_t)((kv) >> 1);                  \
+    const uint32_t q_ = (uint32_t)(((uint64_t)v_ * rc_[0]) >> 32) >> rc_[1]; \
+    xv = v_ + rc_[2] + q_ * (M - f_);                                     \
+  }
+  uint32_t x0 = RANS_L, x1 = RANS_L, x2 = RANS_L, x3 = RANS_L;
+  const int64_t n4 = n & ~(int64_t)3;
+  for (int64_t i = n - 1; i >= n4; i--) {
+    ENTRY(i, k)
+    if ((i & 3) == 0) PUT(x0, k) else if ((i & 3) == 1) PUT(x1, k) else PUT(x2, k)
+  }
+  for (int64_t i = n4 - 4; i >= 0; i -= 4) {
+    ENTRY(i + 3, k3)
+    ENTRY(i + 2, k2)
+    ENTRY(i + 1, k1)
+    ENTRY(i, k0)
+    PUT(x3, k3)
+    PUT(x2, k2)
+    PUT(x1, k1)
+    PUT(x0, k0)
+  }
+#undef ENTRY
+#undef PUT
+  x[0] = x0;
+  x[1] = x1;
+  x[2] = x2;
+  x[3] = x3;
   free(rcp);
   const size_t nb = cap - wp;
   memmove(out + 16, out + wp, nb);
@@ -472,26 +500,76 @@ static napi_value tokenise16(napi_env env, napi_callback_info info) {
   const size_t hlen = histA.length;
   uint8_t* buf = (uint8_t*)bufA.data;
   size_t bpos = 0;
-  uint32_t acc = 0, nacc = 0;
-  for (size_t i = 0; i < n; i++) {
-    int32_t pv = p[i], xv = x[i];
-    int32_t a = xv ^ ((int32_t)((uint32_t)xv << 16) >> 31 & 0x7fff);
-    int32_t b = pv ^ ((int32_t)((uint32_t)pv << 16) >> 31 & 0x7fff);
-    int32_t d = (int32_t)(int16_t)(uint16_t)(a - b);
-    uint32_t zz = ((uint32_t)d << 1 ^ (uint32_t)(d >> 31)) & 0xffff;
-    uint32_t t = TOK16[zz];
-    acc |= (zz & MASK[t]) << nacc;
-    nacc += NB[t];
-    buf[bpos] = (uint8_t)acc;
-    buf[bpos + 1] = (uint8_t)(acc >> 8);
-    uint32_t k = nacc >> 3;
-    bpos += k;
-    acc = k == 4 ? 0 : acc >> (k << 3);
-    nacc &= 7;
-    tok[i] = (uint8_t)t;
-    size_t h = (size_t)(c[i] >> sh) * (size_t)S + t;
-    if (h < hlen) hist[h]++;
+  /*
+   * Four elements at a time: their extra bits (at most 4 x 14) joined into
+   * one value, then one step of the byte writer (its accumulator is the only
+   * chain); and four histogram copies, so that runs of the same (context,
+   * token) do not wait on each other's increments. The bytes written are the
+   * JS writer's exactly: it too writes the pending bits as they complete.
+   */
+  uint64_t acc = 0;
+  uint32_t nacc = 0;
+  /* (a large table, e.g. trajectory contexts, keeps one copy: zeroing and summing four would cost more) */
+  const size_t stride = hlen <= 65536 ? hlen : 0;
+  uint32_t* h4 = calloc((stride ? 4 * hlen : hlen) + 1, sizeof(uint32_t));
+  if (!h4) return throw_type(env, "tokenise16: out of memory");
+  size_t i = 0;
+#define TOKEN16(i, t, v, nb)                                                            \
+  uint32_t t, v, nb;                                                                    \
+  {                                                                                     \
+    const int32_t pv_ = p[i], xv_ = x[i];                                               \
+    const int32_t a_ = xv_ ^ ((int32_t)((uint32_t)xv_ << 16) >> 31 & 0x7fff);          \
+    const int32_t b_ = pv_ ^ ((int32_t)((uint32_t)pv_ << 16) >> 31 & 0x7fff);          \
+    const int32_t d_ = (int32_t)(int16_t)(uint16_t)(a_ - b_);                           \
+    const uint32_t zz_ = ((uint32_t)d_ << 1 ^ (uint32_t)(d_ >> 31)) & 0xffff;           \
+    t = TOK16[zz_];                                                                     \
+    v = zz_ & MASK[t];                                                                  \
+    nb = NB[t];                                                                         \
+    tok[i] = (uint8_t)t;                                                                \
   }
+#define HIST(i, t, copy)                                                                \
+  {                                                                                     \
+    const size_t h_ = (size_t)(c[i] >> sh) * (size_t)S + (t);                          \
+    if (h_ < hlen) h4[(copy) * stride + h_]++;                                          \
+  }
+  for (; i + 4 <= n; i += 4) {
+    TOKEN16(i, t0, v0, n0)
+    TOKEN16(i + 1, t1, v1, n1)
+    TOKEN16(i + 2, t2, v2, n2)
+    TOKEN16(i + 3, t3, v3, n3)
+    HIST(i, t0, 0)
+    HIST(i + 1, t1, 1)
+    HIST(i + 2, t2, 2)
+    HIST(i + 3, t3, 3)
+    const uint64_t v4 = (uint64_t)v0 | ((uint64_t)v1 << n0) | ((uint64_t)v2 << (n0 + n1)) | ((uint64_t)v3 << (n0 + n1 + n2));
+    acc |= v4 << nacc;
+    nacc += n0 + n1 + n2 + n3;
+    uint64_t le = le64(acc);
+    memcpy(buf + bpos, &le, 8);
+    const uint32_t k = nacc >> 3;
+    bpos += k;
+    acc = k >= 8 ? 0 : acc >> (8 * k);
+    nacc &= 7;
+  }
+  for (; i < n; i++) {
+    TOKEN16(i, t, v, nb)
+    HIST(i, t, 0)
+    acc |= (uint64_t)v << nacc;
+    nacc += nb;
+    uint64_t le = le64(acc);
+    memcpy(buf + bpos, &le, 8);
+    const uint32_t k = nacc >> 3;
+    bpos += k;
+    acc = k >= 8 ? 0 : acc >> (8 * k);
+    nacc &= 7;
+  }
+#undef TOKEN16
+#undef HIST
+  if (stride)
+    for (size_t q = 0; q < hlen; q++) hist[q] += h4[q] + h4[hlen + q] + h4[2 * hlen + q] + h4[3 * hlen + q];
+  else
+    for (size_t q = 0; q < hlen; q++) hist[q] += h4[q];
+  free(h4);
   if (nacc > 0) buf[bpos++] = (uint8_t)acc;
   return num(env, (double)bpos);
 }
