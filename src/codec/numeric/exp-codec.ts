@@ -66,11 +66,16 @@ function encodeExp(raw: Uint8Array, fmt: FloatFormat): Uint8Array {
   const span = emax - emin + 1;
   // Candidate k: histogram each, keep the cheapest estimate (entropy + table + raw bits).
   let best: { k: number; model: ModelChoice; bits: number } | undefined;
+  // Compiled: one pass for the largest k; a smaller k's histogram is its sums of 2^(kmax-k) neighbours.
+  let kmax = 0;
+  while (kmax < 2 && kmax < kept && span << (kmax + 1) <= 256) kmax++;
+  const histMax = K ? new Uint32Array(span << kmax) : undefined;
+  if (K && histMax) K.expHist(v, mant, emask, emin, t, kmax, kept - kmax, histMax);
   for (let k = 0; k <= 2 && k <= kept && span << k <= 256; k++) {
     const S = span << k;
     const hist = new Uint32Array(S);
     const low = kept - k;
-    if (K) K.expHist(v, mant, emask, emin, t, k, low, hist);
+    if (histMax) for (let j = 0; j < histMax.length; j++) hist[j >>> (kmax - k)]! += histMax[j]!;
     else
       for (let i = 0; i < n; i++) {
         const u = v[i]!;

@@ -937,11 +937,16 @@ static napi_value exp_hist(napi_env env, napi_callback_info info) {
   const uint32_t mmask = (uint32_t)((1ull << mant) - 1);
   uint32_t* hist = (uint32_t*)histA.data;
   const size_t hlen = histA.length;
+  /* four copies (elements i & 3), so that runs of one exponent do not wait on each other's increments */
+  uint32_t* h4 = calloc(4 * hlen + 1, sizeof(uint32_t));
+  if (!h4) return throw_type(env, "expHist: out of memory");
   for (size_t i = 0; i < vs.n; i++) {
     uint32_t u = VAL(vs, i);
     int64_t h = ((int64_t)(((u >> mant) & (uint32_t)emask)) - emin) * ((int64_t)1 << k) | (int64_t)(((u & mmask) >> t) >> low);
-    if (h >= 0 && (size_t)h < hlen) hist[h]++;
+    if (h >= 0 && (size_t)h < hlen) h4[(i & 3) * hlen + (size_t)h]++;
   }
+  for (size_t q = 0; q < hlen; q++) hist[q] += h4[q] + h4[hlen + q] + h4[2 * hlen + q] + h4[3 * hlen + q];
+  free(h4);
   return NULL;
 }
 
