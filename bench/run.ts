@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints,s3] [--s3-params N] [--no-xz]`
+ * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints,s3] [--s3-params N] [--no-xz] [--no-js-rows]`
+ * (--no-js-rows: skip the speed rows that force the JS kernels, for very large --params)
  *
  * `s3` runs when an S3 service is configured (AT1_S3_TEST_BUCKET from
  * scripts/ceph-test-cluster.sh, or AT1_S3_BENCH_BUCKET with the AWS
@@ -32,6 +33,7 @@ const { values, positionals } = parseArgs({
     only: { type: 'string', default: 'family,speed,checkpoints,s3' },
     's3-params': { type: 'string', default: '5e7' },
     'no-xz': { type: 'boolean', default: false },
+    'no-js-rows': { type: 'boolean', default: false },
   },
 });
 const familyDir = resolve(positionals[0] ?? join(REPO, '../shared/fixtures/tinystories'));
@@ -79,7 +81,7 @@ if (only.has('family')) {
 
 if (only.has('speed')) {
   log(`throughput (${values.params} parameters)`);
-  const s = await throughputBench(Number(values.params), levels, log);
+  const s = await throughputBench(Number(values.params), levels, log, !values['no-js-rows']);
   console.log(`\n## Throughput and memory, synthetic ${(s.params / 1e9).toFixed(2)}B-parameter bf16 family (MB/s of the fine-tune's raw size; kernels: ${kernelsNote()})\n`);
   const addLimit = s.rows.find((r) => r.kind === 'baseline-add');
   const getLimit = s.rows.find((r) => r.kind === 'baseline-get');

@@ -118,7 +118,7 @@ async function versionStoredBytes(regDir: string, name: string): Promise<number>
   return v.storedBytes;
 }
 
-export async function throughputBench(params: number, levels: Level[], log: (s: string) => void): Promise<{ params: number; rows: Measured[]; sameObjectsWithJs?: boolean }> {
+export async function throughputBench(params: number, levels: Level[], log: (s: string) => void, jsRows = true): Promise<{ params: number; rows: Measured[]; sameObjectsWithJs?: boolean }> {
   const work = await mkdtemp(join(tmpdir(), 'at1-bench-speed-'));
   try {
     const shapes = llamaShapes(params);
@@ -152,7 +152,7 @@ export async function throughputBench(params: number, levels: Level[], log: (s: 
       const out = join(work, 'out.safetensors');
       const g = runAt1(['registry', 'get', reg, 'ft', '--out', out]);
       rows.push(row(`at1 get + verify --level ${level}`, size, g.seconds, g.peakRssBytes, 'get', stored));
-      if (li === 0) {
+      if (li === 0 && jsRows) {
         // the same work on the JS reference loops, into a registry that must come out byte-identical
         const regJs = join(work, `reg-${level}-js`);
         runAt1(['registry', 'init', base, regJs, '--level', level], 'js');
