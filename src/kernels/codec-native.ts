@@ -31,6 +31,8 @@ export interface NativeCodecKernels {
   expUnpack(out: Uint16Array | Uint32Array, tok: Uint8Array, extra: Uint8Array, mant: number, emin: number, t: number, k: number, low: number): number;
   /** ransDecode + rebuild16 in one pass; states has a fifth slot for rebuild16's status. */
   delta16Decode(buf: Uint8Array, pos: number, end: number, states: Int32Array, tab: Int32Array, prec: number, base: Int32Array, src: Uint16Array, shift: number, n: number, extra: Uint8Array, p: Uint16Array, out: Uint16Array): number;
+  /** ransDecode + rebuild32 in one pass (float32; ctx always given); states[4] = 2 when the extra bits' length does not match. */
+  delta32Decode(buf: Uint8Array, pos: number, end: number, states: Int32Array, tab: Int32Array, prec: number, base: Int32Array, src: Uint16Array, shift: number, n: number, extra: Uint8Array, p: Uint32Array, out: Uint32Array): number;
   /** ransDecode + expUnpack in one pass; states[4] = 1 when the raw-bits section's length does not match. */
   expDecode(buf: Uint8Array, pos: number, end: number, states: Int32Array, tab: Int32Array, prec: number, base: Int32Array, src: null, shift: number, n: number, extra: Uint8Array, out: Uint16Array | Uint32Array, mant: number, emin: number, t: number, k: number, low: number): number;
 }

@@ -166,6 +166,15 @@ export function decodePredicted(
     rebuild16(new Uint16Array(out.buffer, out.byteOffset, n), tok, p as Uint16Array, f.extra);
   } else {
     const c = contexts32(p as Uint32Array, pp as Uint32Array | null, fmt.mantBits, R1);
+    const K = nativeKernels();
+    if (K) {
+      const a = nativeRansArgs(f.rans, f.tables, f.model.groupOf);
+      const o = new Uint32Array(out.buffer, out.byteOffset, n);
+      settleNativeRans(f.rans, a.states, K.delta32Decode(f.rans.buf, f.rans.pos, f.rans.end, a.states, f.tables.tab, f.tables.prec, a.base, c, 0, n, f.extra, p as Uint32Array, o));
+      f.rans.finish(what);
+      if (a.states[4] !== 0) corrupt('extra-bits section length does not match the tokens');
+      return;
+    }
     const tok = new Uint8Array(n);
     ransDecodeTokens(f.rans, f.tables, f.model.groupOf, c, 0, n, tok);
     f.rans.finish(what);

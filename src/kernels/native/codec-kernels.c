@@ -721,6 +721,55 @@ static napi_value tokenise32(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Eight bytes at byte k, little-endian, zeros past the section's end. */
+static inline uint64_t window64(const uint8_t* e, size_t elen, size_t k) {
+  uint64_t w = 0;
+  if (k + 8 <= elen) {
+    memcpy(&w, e + k, 8);
+    return le64(w);
+  }
+  for (size_t j = 0; j < 8 && k + j < elen; j++) w |= (uint64_t)e[k + j] << (8 * j);
+  return w;
+}
+
+/*
+ * The zigzag value of 32-bit token t, reading its extra bits at bit *bp.
+ * The JS reads them in pieces of at most 16 bits through a byte accumulator,
+ * OR-ing piece j in at shift 16j mod 32 (JS shift counts are mod 32): for
+ * the alphabet's tokens (at most 30 bits) that is one contiguous read; a
+ * token past the alphabet (a damaged table cannot make one, but any byte
+ * must give the JS's bits) takes the piecewise path.
+ */
+static inline uint32_t zz32_read(uint32_t t, const uint8_t* e, size_t elen, size_t* bp) {
+  if (t < DIRECT) return t;
+  const int b = (int)((t - DIRECT) >> 1) + 5;
+  const int nb = b - 2;
+  uint32_t got = 0;
+  if (nb <= 30) {
+    got = (uint32_t)(window64(e, elen, *bp >> 3) >> (*bp & 7)) & ((1u << nb) - 1);
+    *bp += (size_t)nb;
+  } else {
+    int shv = 0, left = nb;
+    while (left > 0) {
+      const int k = left > 16 ? 16 : left;
+      const uint32_t bits = (uint32_t)(window64(e, elen, *bp >> 3) >> (*bp & 7)) & ((1u << k) - 1);
+      got |= bits << (shv & 31);
+      *bp += (size_t)k;
+      shv += k;
+      left -= k;
+    }
+  }
+  return (1u << ((b - 1) & 31)) | ((t & 1) << (nb & 31)) | got;
+}
+
+/* The 32-bit ordered-integer step: prediction bits pv plus the zigzag delta zz (mod 2^32). */
+static inline uint32_t add_ordered32(uint32_t pv, uint32_t zz) {
+  const int32_t spv = (int32_t)pv;
+  const uint32_t op = pv ^ 0x80000000u ^ (uint32_t)((spv >> 31) & 0x7fffffff);
+  const int32_t o = (int32_t)(op + ((zz >> 1) ^ (0u - (zz & 1))));
+  return (uint32_t)o ^ 0x80000000u ^ (uint32_t)((~o >> 31) & 0x7fffffff);
+}
+
 /* rebuild32(out, tok, p, extra) -> 0, or 2 (extra-bits length does not match the tokens). */
 static napi_value rebuild32(napi_env env, napi_callback_info info) {
   ARGS(4);
@@ -735,41 +784,10 @@ static napi_value rebuild32(napi_env env, napi_callback_info info) {
   const uint32_t* p = (const uint32_t*)pA.data;
   const uint8_t* e = (const uint8_t*)eA.data;
   const size_t elen = eA.length;
-  size_t epos = 0;
-  uint32_t acc = 0, nacc = 0;
-  for (size_t i = 0; i < n; i++) {
-    uint32_t t = tok[i];
-    uint32_t zz = t;
-    if (t >= DIRECT) {
-      /* JS shift counts are taken mod 32: tokens past the alphabet (a damaged table cannot make
-         one, but the C must not shift by 32 or more either) get the same bits as in the JS. */
-      int b = (int)((t - DIRECT) >> 1) + 5;
-      int nb = b - 2;
-      uint32_t got = 0;
-      int shv = 0;
-      int left = nb;
-      while (left > 0) {
-        int k = left > 16 ? 16 : left;
-        while (nacc < (uint32_t)k) {
-          acc |= (uint32_t)(epos < elen ? e[epos] : 0) << nacc;
-          epos++;
-          nacc += 8;
-        }
-        got |= (acc & ((1u << k) - 1)) << (shv & 31);
-        acc >>= k;
-        nacc -= (uint32_t)k;
-        shv += k;
-        left -= k;
-      }
-      zz = (1u << ((b - 1) & 31)) | ((t & 1) << (nb & 31)) | got;
-    }
-    int32_t pv = (int32_t)p[i];
-    uint32_t op = (uint32_t)pv ^ 0x80000000u ^ (uint32_t)((pv >> 31) & 0x7fffffff);
-    int32_t o = (int32_t)(op + ((zz >> 1) ^ (uint32_t)(-(int32_t)(zz & 1))));
-    out[i] = (uint32_t)o ^ 0x80000000u ^ (uint32_t)((~o >> 31) & 0x7fffffff);
-  }
-  if (epos != elen) return num(env, 2);
-  return num(env, 0);
+  size_t bp = 0;
+  for (size_t i = 0; i < n; i++) out[i] = add_ordered32(p[i], zz32_read(tok[i], e, elen, &bp));
+  /* the JS reads a byte only when it runs short of bits: ceil(bits / 8) bytes in all */
+  return num(env, ((bp + 7) >> 3) != elen ? 2 : 0);
 }
 
 /* ---------- byte planes of the 'fast' level (zplanes.ts) ---------- */
@@ -1131,6 +1149,51 @@ static napi_value delta16_decode(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * delta32Decode(buf, pos, end, states Int32Array(5), tab, prec, base, ctx, 0, n, extra, p, out)
+ * -> the rANS word position; states[4] rebuild32's status (0 or 2): ransDecodeTokens then rebuild32
+ * (float32 chunks; the context array is always given), in one pass.
+ */
+static napi_value delta32_decode(napi_env env, napi_callback_info info) {
+  ARGS(13);
+  INT(9, n);
+  ARR(10, napi_uint8_array, 0, eA);
+  ARR(11, napi_uint32_array, 0, pA);
+  ARR(12, napi_uint32_array, 0, outA);
+  if (n < 0 || (size_t)n > outA.length || (size_t)n > pA.length) return throw_type(env, "delta32_decode: arguments out of range");
+  rans_t r;
+  int32_t* S;
+  if (!rans_from_args(env, argv, n, &r, &S)) return NULL;
+  arr_t st;
+  get_arr(env, argv[3], napi_int32_array, 0, &st);
+  if (st.length < 5) return throw_type(env, "delta32_decode: states needs 5 entries");
+  const uint8_t* e = (const uint8_t*)eA.data;
+  const size_t elen = eA.length;
+  const uint32_t* p = (const uint32_t*)pA.data;
+  uint32_t* out = (uint32_t*)outA.data;
+  const size_t N = (size_t)n;
+  size_t i = 0, bp = 0;
+  if (r.fast)
+    for (; i + 4 <= N && r.ps + 8 <= r.e; i += 4) {
+      uint8_t t0, t1, t2, t3;
+      RANS_BLOCK4(&r, i, t0, t1, t2, t3);
+      out[i] = add_ordered32(p[i], zz32_read(t0, e, elen, &bp));
+      out[i + 1] = add_ordered32(p[i + 1], zz32_read(t1, e, elen, &bp));
+      out[i + 2] = add_ordered32(p[i + 2], zz32_read(t2, e, elen, &bp));
+      out[i + 3] = add_ordered32(p[i + 3], zz32_read(t3, e, elen, &bp));
+    }
+  if (i < N) {
+    uint8_t* tk = malloc(N - i);
+    if (!tk) return throw_type(env, "delta32_decode: out of memory");
+    rans_decode_range(&r, i, N, tk);
+    for (size_t k = i; k < N; k++) out[k] = add_ordered32(p[k], zz32_read(tk[k - i], e, elen, &bp));
+    free(tk);
+  }
+  rans_store(&r, S);
+  S[4] = ((bp + 7) >> 3) != elen ? 2 : 0;
+  return num(env, (double)r.ps);
+}
+
+/*
  * expDecode(buf, pos, end, states Int32Array(5), tab, prec, base, null, 0, n, extra, out (Uint16Array |
  * Uint32Array), mant, emin, t, k, low) -> the rANS word position; states[4] = 1 when the raw-bits
  * section's length does not match (exp-codec.ts decodeExp: ransDecodeTokens then the unpack loop).
@@ -1239,6 +1302,7 @@ NAPI_MODULE_INIT() {
       {"expPack", NULL, exp_pack, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expUnpack", NULL, exp_unpack, NULL, NULL, NULL, napi_enumerable, NULL},
       {"delta16Decode", NULL, delta16_decode, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"delta32Decode", NULL, delta32_decode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expDecode", NULL, exp_decode, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
