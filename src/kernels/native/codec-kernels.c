@@ -1229,11 +1229,19 @@ static napi_value exp_decode(napi_env env, napi_callback_info info) {
   uint32_t* out32 = o32.data;
   const size_t N = (size_t)n;
   const uint32_t em = (uint32_t)emin, km = (uint32_t)k, lo = (uint32_t)low, tt = (uint32_t)t, mt = (uint32_t)mant;
+  /*
+   * The bits each token contributes, once per token value: with r = 0 the
+   * JS's expression is HI[token], and the raw bits OR in beside it (a shift
+   * distributes over OR), so the loop does one lookup instead of the
+   * exponent and mantissa arithmetic.
+   */
+  uint32_t HI[256];
+  for (uint32_t q = 0; q < 256; q++) HI[q] = (((q >> km) + em) << mt) | (((q & kMask) << lo) << tt);
 #define UNPACK(tk, i, w)                                                                                           \
   do {                                                                                                             \
     const uint64_t bit_ = (uint64_t)(i) * rawBits;                                                                 \
     const uint32_t r_ = (uint32_t)((w) >> (bit_ & 7)) & rbMask;                                                    \
-    const uint32_t v_ = ((r_ & 1) << signShift) | (((uint32_t)(tk) >> km) + em) << mt | (((((uint32_t)(tk) & kMask) << lo) | (r_ >> 1)) << tt); \
+    const uint32_t v_ = HI[(tk)] | ((r_ & 1) << signShift) | ((r_ >> 1) << tt);                                \
     if (out16) out16[i] = (uint16_t)v_;                                                                            \
     else out32[i] = v_;                                                                                            \
   } while (0)
