@@ -33,6 +33,14 @@ const GRIDS: readonly (readonly [number, number])[] = [
   [48, 64],
 ];
 
+/**
+ * The delta array handed to detectLowRank, reused between chunks (one per
+ * thread): allocating and zeroing 16 MB per chunk cost more than the
+ * detection. Stale entries are never read: every entry detection reads is
+ * filled for this chunk first.
+ */
+let scratch = new Float64Array(0);
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -70,7 +78,8 @@ export function lowRankPossible(raw: Uint8Array, ctx: ChunkContext): boolean {
   if (!Number.isInteger(n) || n < MIN_ELEMENTS) return false;
   const x = fmt.width === 16 ? view16(raw) : view32(raw);
   const p = predictionBits(ref.bytes, ref.dtype, fmt, n);
-  const D = new Float64Array(n);
+  if (scratch.length < n) scratch = new Float64Array(n);
+  const D = scratch;
   const fill = (k: number): void => {
     const d = valueOf(x[k]!, fmt) - valueOf(p[k]!, fmt);
     D[k] = d - d === 0 ? d : 0; // as the codec: non-finite deltas carry no structure

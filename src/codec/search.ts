@@ -41,6 +41,8 @@
  */
 import { dtypeInfo } from '../format/dtype.js';
 import { lowRankPossible } from './lowrank-gate.js';
+import { floatExpCodec } from './numeric/exp-codec.js';
+import { floatFormat, view16, view32 } from './numeric/float.js';
 import { floatLowRankCodec } from './numeric/lowrank-codec.js';
 import type { ChunkContext, Codec, Level, RefChunk } from './types.js';
 
@@ -62,6 +64,32 @@ const SAMPLE_SLACK = 64;
  * passes, and skipped when it fails.
  */
 const GATES = new Map<Codec, (raw: Uint8Array, ctx: ChunkContext) => boolean>([[floatLowRankCodec, lowRankPossible]]);
+
+/**
+ * A lower bound on float-exp's payload for a chunk (numeric/exp-codec.ts):
+ * it stores every element's sign and all but the top two of its mantissa
+ * bits that are not zero in every element raw, whatever its exponent model
+ * does. When another codec's sample payload is below this bound (a delta
+ * against a close reference: 0.2-0.5 of raw, against float-exp's 0.66), the
+ * exponent coder cannot win and is not even tried on the sample.
+ */
+function floatExpFloorBytes(sample: Uint8Array, dtype: string): number | undefined {
+  const fmt = floatFormat(dtype);
+  if (!fmt) return undefined;
+  const n = sample.length / (fmt.width >>> 3);
+  const v = fmt.width === 16 ? view16(sample) : view32(sample);
+  const mmask = fmt.width === 32 ? 0x7fffff : (1 << fmt.mantBits) - 1;
+  let orm = 0;
+  for (let i = 0; i < n; i++) orm |= v[i]! & mmask;
+  const t = orm === 0 ? fmt.mantBits : 31 - Math.clz32(orm & -orm);
+  const kept = fmt.mantBits - t;
+  return (n * (1 + Math.max(0, kept - 2))) / 8;
+}
+
+/** Trial order: reference codecs first (the likely winners, which set the bar the floor above is checked against), float-exp last. */
+function trialOrder(codecs: readonly Codec[]): Codec[] {
+  return [...codecs].sort((a, b) => (a === floatExpCodec ? 1 : 0) - (b === floatExpCodec ? 1 : 0) || b.refCount - a.refCount || a.id - b.id);
+}
 
 export type SearchMode = 'estimate' | 'exhaustive';
 
@@ -137,12 +165,20 @@ export function planSearch(raw: Uint8Array, dtype: string, refs: readonly RefChu
   const estimates: SampleEstimate[] = [];
   const unjudged = new Set<Codec>();
   const gatedOut = new Set<Codec>();
-  for (const c of judged) {
+  for (const c of trialOrder(judged)) {
     const gate = GATES.get(c);
     if (gate) {
       if (gate(raw, { dtype, refs: refsFor(c, refs) })) unjudged.add(c);
       else gatedOut.add(c);
       continue;
+    }
+    if (c === floatExpCodec && estimates.length > 0) {
+      const floor = floatExpFloorBytes(sample.raw, dtype);
+      const best = Math.min(...estimates.map((e) => e.bytes));
+      if (floor !== undefined && floor > best * (1 + SAMPLE_MARGIN) + SAMPLE_SLACK) {
+        gatedOut.add(c);
+        continue;
+      }
     }
     const ctx: ChunkContext = { dtype, refs: refsFor(c, sample.refs) };
     if (!c.accepts(sample.raw.length, ctx)) {
@@ -155,5 +191,5 @@ export function planSearch(raw: Uint8Array, dtype: string, refs: readonly RefChu
   const best = Math.min(...estimates.map((e) => e.bytes));
   const limit = best * (1 + SAMPLE_MARGIN) + SAMPLE_SLACK;
   const kept = new Set<Codec>(estimates.filter((e) => e.bytes <= limit).map((e) => e.codec));
-  return { codecs: codecs.filter((c) => c.id === 0 || kept.has(c) || unjudged.has(c)), estimates };
+  return { codecs: codecs.filter((c) => c.id === 0 || kept.has(c) || (unjudged.has(c) && !gatedOut.has(c))), estimates };
 }
