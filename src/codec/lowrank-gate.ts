@@ -35,9 +35,9 @@ const GRIDS: readonly (readonly [number, number])[] = [
 
 /**
  * The delta array handed to detectLowRank, reused between chunks (one per
- * thread): allocating and zeroing 16 MB per chunk cost more than the
- * detection. Stale entries are never read: every entry detection reads is
- * filled for this chunk first.
+ * thread; a fresh 16 MB array per 2M-element chunk is pages to fault in
+ * for a few thousand entries). All zeros between calls: the entries a call
+ * fills are cleared before it returns.
  */
 let scratch = new Float64Array(0);
 
@@ -84,6 +84,22 @@ export function lowRankPossible(raw: Uint8Array, ctx: ChunkContext): boolean {
     const d = valueOf(x[k]!, fmt) - valueOf(p[k]!, fmt);
     D[k] = d - d === 0 ? d : 0; // as the codec: non-finite deltas carry no structure
   };
+  const clear = (k: number): void => {
+    D[k] = 0;
+  };
+  const table = ulpTable(fmt);
+  const emask = (1 << fmt.expBits) - 1;
+  try {
+    visitDetectionEntries(n, fill);
+    return detectLowRank(D, (i) => table[(p[i]! >>> fmt.mantBits) & emask]!, n, MAX_RANK) !== null;
+  } finally {
+    // Back to all zeros, so the answer never depends on the chunks before this one (were detection to read an entry not visited).
+    visitDetectionEntries(n, clear);
+  }
+}
+
+/** Call `at` for every delta entry detectLowRank reads for a chunk of n elements (lowrank.ts heldOutGain's grids, both stages, every width). */
+function visitDetectionEntries(n: number, at: (k: number) => void): void {
   for (let cols = 16; cols * 16 <= n; cols += 8) {
     if (n % cols !== 0) continue;
     const rows = n / cols;
@@ -95,13 +111,10 @@ export function lowRankPossible(raw: Uint8Array, ctx: ChunkContext): boolean {
         const i = 2 * Math.floor((a * half) / rs);
         for (let b = 0; b < cs; b++) {
           const j = Math.floor((b * cols) / cs);
-          fill(i * cols + j);
-          fill((i + 1) * cols + j);
+          at(i * cols + j);
+          at((i + 1) * cols + j);
         }
       }
     }
   }
-  const table = ulpTable(fmt);
-  const emask = (1 << fmt.expBits) - 1;
-  return detectLowRank(D, (i) => table[(p[i]! >>> fmt.mantBits) & emask]!, n, MAX_RANK) !== null;
 }
