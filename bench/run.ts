@@ -1,6 +1,9 @@
 /**
- * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints,s3] [--s3-params N] [--no-xz] [--no-js-rows]`
+ * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints,s3,search] [--s3-params N] [--search-params N] [--no-xz] [--no-js-rows]`
  * (--no-js-rows: skip the speed rows that force the JS kernels, for very large --params)
+ *
+ * `search` (not in the default set) compares the encoder search at 'max'
+ * with the exhaustive one on the same chunks (search-bench.ts).
  *
  * `s3` runs when an S3 service is configured (AT1_S3_TEST_BUCKET from
  * scripts/ceph-test-cluster.sh, or AT1_S3_BENCH_BUCKET with the AWS
@@ -21,6 +24,7 @@ import { familyBench, type FamilyResult } from './family-bench.js';
 import { throughputBench } from './throughput-bench.js';
 import { loadNativeCodecKernels } from '../src/kernels/codec-native.js';
 import { s3Bench } from './s3-bench.js';
+import { searchBench } from './search-bench.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const { values, positionals } = parseArgs({
@@ -32,6 +36,7 @@ const { values, positionals } = parseArgs({
     levels: { type: 'string', default: 'max,fast' },
     only: { type: 'string', default: 'family,speed,checkpoints,s3' },
     's3-params': { type: 'string', default: '5e7' },
+    'search-params': { type: 'string', default: '1e8' },
     'no-xz': { type: 'boolean', default: false },
     'no-js-rows': { type: 'boolean', default: false },
   },
@@ -151,6 +156,19 @@ if (only.has('s3')) {
     console.log('\nat1 rows move both files (base + fine-tune); the SDK rows move the raw base file once, uncompressed, unverified.');
     results.s3 = s;
   }
+}
+
+if (only.has('search')) {
+  log(`encoder search (${familyDir}, synthetic ${values['search-params']} parameters)`);
+  const s = await searchBench(familyDir, Number(values['search-params']), log);
+  const rows = [['chunks of', 'chunks', 'raw bytes', 'exhaustive bytes', 'search bytes', 'search / exhaustive', 'other winner', 'exhaustive s', 'search s', 'speed-up']];
+  for (const r of [...s.family, ...s.synthetic]) {
+    rows.push([r.what, String(r.chunks), String(r.raw), String(r.exhaustiveBytes), String(r.estimateBytes), (r.estimateBytes / r.exhaustiveBytes).toFixed(4), String(r.differentWinner), r.exhaustiveSeconds.toFixed(2), r.estimateSeconds.toFixed(2), r3(r.exhaustiveSeconds / r.estimateSeconds)]);
+  }
+  console.log(`\n## Encoder search at max against trying every codec, same chunks, same run (payload bytes; single-thread encode seconds); family ${familyDir}, synthetic ${(s.params / 1e9).toFixed(2)}B bf16 pair\n`);
+  console.log(table(rows, [false, true, true, true, true, true, true, true, true, true]));
+  console.log('\ntarget: search / exhaustive <= 1.01 on every row');
+  results.search = s;
 }
 
 const dir = join(REPO, 'bench/results');
