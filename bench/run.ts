@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints,s3,search] [--s3-params N] [--search-params N] [--no-xz] [--no-js-rows]`
- * (--no-js-rows: skip the speed rows that force the JS kernels, for very large --params)
+ * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints,s3,search] [--s3-params N] [--search-params N] [--no-xz] [--no-js-rows] [--speed-data DIR]`
+ * (--no-js-rows: skip the speed rows that force the JS kernels, for very large --params;
+ *  --speed-data DIR: keep the generated speed pair in DIR and reuse it on the next run)
  *
  * `search` (not in the default set) compares the encoder search at 'max'
  * with the exhaustive one on the same chunks (search-bench.ts).
@@ -39,6 +40,7 @@ const { values, positionals } = parseArgs({
     'search-params': { type: 'string', default: '1e8' },
     'no-xz': { type: 'boolean', default: false },
     'no-js-rows': { type: 'boolean', default: false },
+    'speed-data': { type: 'string' },
   },
 });
 const familyDir = resolve(positionals[0] ?? join(REPO, '../shared/fixtures/tinystories'));
@@ -86,7 +88,7 @@ if (only.has('family')) {
 
 if (only.has('speed')) {
   log(`throughput (${values.params} parameters)`);
-  const s = await throughputBench(Number(values.params), levels, log, !values['no-js-rows']);
+  const s = await throughputBench(Number(values.params), levels, log, !values['no-js-rows'], values['speed-data'] ? resolve(values['speed-data']) : undefined);
   console.log(`\n## Throughput and memory, synthetic ${(s.params / 1e9).toFixed(2)}B-parameter bf16 family (MB/s of the fine-tune's raw size; kernels: ${kernelsNote()})\n`);
   const addLimit = s.rows.find((r) => r.kind === 'baseline-add');
   const getLimit = s.rows.find((r) => r.kind === 'baseline-get');

@@ -95,6 +95,11 @@ export function paramCount(shapes: readonly Shape[]): number {
   return shapes.reduce((a, s) => a + s.shape[0] * s.shape[1], 0);
 }
 
+/** Bytes of the safetensors header (length prefix included) writeChain writes for these shapes. */
+export function headerBytesFor(shapes: readonly Shape[]): number {
+  return headerFor(shapes).length;
+}
+
 function headerFor(shapes: readonly Shape[]): Uint8Array {
   const h: Record<string, unknown> = {};
   let off = 0;

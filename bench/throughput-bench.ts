@@ -13,7 +13,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +26,7 @@ import { readSafetensorsHeader } from '../src/format/safetensors.js';
 import { Registry } from '../src/registry/registry.js';
 import { listRegistry } from '../src/registry/list.js';
 import { findTensor, readTensorBytes } from '../src/registry/tensor-access.js';
-import { llamaShapes, paramCount, writeChain } from './synthetic.js';
+import { headerBytesFor, llamaShapes, paramCount, writeChain } from './synthetic.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 
@@ -118,14 +118,25 @@ async function versionStoredBytes(regDir: string, name: string): Promise<number>
   return v.storedBytes;
 }
 
-export async function throughputBench(params: number, levels: Level[], log: (s: string) => void, jsRows = true): Promise<{ params: number; rows: Measured[]; sameObjectsWithJs?: boolean }> {
-  const work = await mkdtemp(join(tmpdir(), 'at1-bench-speed-'));
+/**
+ * `dataDir`: where the generated pair is kept between runs (a 7B pair takes
+ * minutes to write): base.safetensors and ft.safetensors there are reused
+ * when their size is that of `params`' shapes, else written there. Without
+ * it the pair goes to a temp directory that is removed afterwards.
+ */
+export async function throughputBench(params: number, levels: Level[], log: (s: string) => void, jsRows = true, dataDir?: string): Promise<{ params: number; rows: Measured[]; sameObjectsWithJs?: boolean }> {
+  const work = await mkdtemp(join(dataDir ?? tmpdir(), 'at1-bench-speed-'));
   try {
     const shapes = llamaShapes(params);
-    const base = join(work, 'base.safetensors');
-    const ft = join(work, 'ft.safetensors');
-    log(`  generating a ${(paramCount(shapes) / 1e9).toFixed(2)}B-parameter bf16 base and fine-tune in ${work}`);
-    writeChain([base, ft], shapes);
+    const base = join(dataDir ?? work, 'base.safetensors');
+    const ft = join(dataDir ?? work, 'ft.safetensors');
+    const expected = headerBytesFor(shapes) + 2 * paramCount(shapes);
+    const have = (f: string): boolean => existsSync(f) && statSync(f).size === expected;
+    if (have(base) && have(ft)) log(`  reusing the ${(paramCount(shapes) / 1e9).toFixed(2)}B-parameter pair in ${dataDir}`);
+    else {
+      log(`  generating a ${(paramCount(shapes) / 1e9).toFixed(2)}B-parameter bf16 base and fine-tune in ${dataDir ?? work}`);
+      writeChain([base, ft], shapes);
+    }
     const size = statSync(ft).size;
     const rows: Measured[] = [];
     const zst = join(work, 'ft.safetensors.zst');
