@@ -12,8 +12,9 @@
  * cost is the delta it built for nothing.
  *
  * This gate fills exactly the entries those grids read, in the same
- * arithmetic, and calls the same detectLowRank: the answer is the codec's
- * own, at ~1% of the cost. Should lowrank.ts ever read other entries, they
+ * arithmetic, grid by grid as detectLowRank asks for them (its `prepare`
+ * hook: stage 2's grids only for the widths stage 1 picked), and calls the
+ * same detectLowRank: the answer is the codec's own, at ~1% of the cost. Should lowrank.ts ever read other entries, they
  * read as 0 here and the gate only errs in what it lets through or holds
  * back (ratio, never correctness: the codec still runs its own detection
  * on every chunk it is given); test/codec-search.test.ts checks the gate
@@ -27,11 +28,6 @@ import type { ChunkContext } from './types.js';
 const MIN_ELEMENTS = 1024;
 /** lowrank-codec.ts MAX_RANK (detection uses min(it, 16) components). */
 const MAX_RANK = 64;
-/** The (rows, columns) grids heldOutGain reads for every width: stage 1 and stage 2. */
-const GRIDS: readonly (readonly [number, number])[] = [
-  [24, 48],
-  [48, 64],
-];
 
 /**
  * The delta array handed to detectLowRank, reused between chunks (one per
@@ -89,32 +85,34 @@ export function lowRankPossible(raw: Uint8Array, ctx: ChunkContext): boolean {
   };
   const table = ulpTable(fmt);
   const emask = (1 << fmt.expBits) - 1;
+  // Only the grids detection asks for are filled, when it asks: stage 2 runs for at most two widths, and
+  // on a chunk without structure for none (filling every grid of both stages up front was ~40% of the gate).
+  const filled: [number, number, number][] = [];
   try {
-    visitDetectionEntries(n, fill);
-    return detectLowRank(D, (i) => table[(p[i]! >>> fmt.mantBits) & emask]!, n, MAX_RANK) !== null;
+    return (
+      detectLowRank(D, (i) => table[(p[i]! >>> fmt.mantBits) & emask]!, n, MAX_RANK, (cols, rsMax, csMax) => {
+        filled.push([cols, rsMax, csMax]);
+        visitGrid(n, cols, rsMax, csMax, fill);
+      }) !== null
+    );
   } finally {
     // Back to all zeros, so the answer never depends on the chunks before this one (were detection to read an entry not visited).
-    visitDetectionEntries(n, clear);
+    for (const [cols, rsMax, csMax] of filled) visitGrid(n, cols, rsMax, csMax, clear);
   }
 }
 
-/** Call `at` for every delta entry detectLowRank reads for a chunk of n elements (lowrank.ts heldOutGain's grids, both stages, every width). */
-function visitDetectionEntries(n: number, at: (k: number) => void): void {
-  for (let cols = 16; cols * 16 <= n; cols += 8) {
-    if (n % cols !== 0) continue;
-    const rows = n / cols;
-    const half = rows >> 1;
-    for (const [rsMax, csMax] of GRIDS) {
-      const rs = Math.min(half, rsMax);
-      const cs = Math.min(cols, csMax);
-      for (let a = 0; a < rs; a++) {
-        const i = 2 * Math.floor((a * half) / rs);
-        for (let b = 0; b < cs; b++) {
-          const j = Math.floor((b * cols) / cs);
-          at(i * cols + j);
-          at((i + 1) * cols + j);
-        }
-      }
+/** Call `at` for every delta entry heldOutGain reads for width `cols` on an rsMax x csMax grid (fit rows and the held-out row after each). */
+function visitGrid(n: number, cols: number, rsMax: number, csMax: number, at: (k: number) => void): void {
+  const rows = n / cols;
+  const half = rows >> 1;
+  const rs = Math.min(half, rsMax);
+  const cs = Math.min(cols, csMax);
+  for (let a = 0; a < rs; a++) {
+    const i = 2 * Math.floor((a * half) / rs);
+    for (let b = 0; b < cs; b++) {
+      const j = Math.floor((b * cols) / cs);
+      at(i * cols + j);
+      at((i + 1) * cols + j);
     }
   }
 }
