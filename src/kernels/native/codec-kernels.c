@@ -326,83 +326,105 @@ static napi_value rans_encode(napi_env env, napi_callback_info info) {
   const uint32_t sh = 1u << (31 - prec);
   const uint32_t M = 1u << prec;
   /*
-   * Division by the frequency as a multiplication by its reciprocal (ryg's
+   * Per (group, token) one 32-byte entry: the renormalisation bound
+   * f * 2^(31-prec), the reciprocal and its shift, the bias, and M - f.
+   * Division by the frequency is a multiplication by its reciprocal (ryg's
    * rans_byte.h, after Alverson): q = (x * rcp) >> 32 >> rshift is the exact
    * floor(x / f) for every x < 2^31, which the states always are; f = 1 uses
-   * rcp = 2^32 - 1 and a bias of M - 1 (then q = x - 1). The hardware
-   * divider took ~9 ns an element here; the result is the JS's to the bit.
+   * rcp = 2^32 - 1 and a bias of M - 1 (then q = x - 1). A token whose
+   * frequency is 0 (the JS would divide by zero; its encoder never codes one)
+   * has bound 0 and is refused.
    */
+  typedef struct {
+    uint32_t xmax, rcp, rshift, bias, cmpl, pad[3];
+  } enc_t;
   const size_t entries = fclen / 2;
-  uint32_t* rcp = malloc(entries * 3 * sizeof(uint32_t));
-  if (!rcp && entries) return throw_type(env, "rans_encode: out of memory");
+  enc_t* E = malloc((entries + 1) * sizeof(enc_t));
+  if (!E) return throw_type(env, "rans_encode: out of memory");
   for (size_t q = 0; q < entries; q++) {
-    uint32_t f = (uint32_t)fc[2 * q], st = (uint32_t)fc[2 * q + 1];
+    const int32_t fi = fc[2 * q];
+    enc_t* en = &E[q];
+    memset(en, 0, sizeof *en);
+    if (fi <= 0 || (uint32_t)fi > M) continue; /* xmax 0: refused if used */
+    const uint32_t f = (uint32_t)fi, st = (uint32_t)fc[2 * q + 1];
+    en->xmax = f * sh;
+    en->cmpl = M - f;
     if (f < 2) {
-      rcp[3 * q] = ~0u;
-      rcp[3 * q + 1] = 0;
-      rcp[3 * q + 2] = st + M - 1;
+      en->rcp = ~0u;
+      en->rshift = 0;
+      en->bias = st + M - 1;
     } else {
       uint32_t sh2 = 0;
       while (f > (1u << sh2)) sh2++;
-      rcp[3 * q] = (uint32_t)(((1ull << (sh2 + 31)) + f - 1) / f);
-      rcp[3 * q + 1] = sh2 - 1;
-      rcp[3 * q + 2] = st;
+      en->rcp = (uint32_t)(((1ull << (sh2 + 31)) + f - 1) / f);
+      en->rshift = sh2 - 1;
+      en->bias = st;
     }
   }
+  /* Rows: checked once here when every context value has one, else per element. */
+  int rowsChecked = c == NULL || rlen > (size_t)(65535u >> shift);
+  if (rowsChecked && c)
+    for (size_t q = 0; q < rlen; q++)
+      if (rowOf[q] < 0 || (rowOf[q] & 1)) rowsChecked = 0;
   /*
-   * Element i's (frequency, reciprocal) entry, or -1 for a token the table
-   * cannot code. Elements run backwards as in the JS; the states stay in
-   * registers (element i uses state i & 3), and the renormalisation is
-   * branch-free: the word is always written below wp and kept (wp moves)
-   * only when needed.
+   * Element i's entry, or a refusal (-1) for a token the table cannot code.
+   * Elements run backwards as in the JS; the states stay in registers
+   * (element i uses state i & 3), and the renormalisation is branch-free:
+   * the word is always written below wp and kept (wp moves) only when needed.
    */
-#define ENTRY(i, kv)                                                      \
-  int64_t kv;                                                             \
-  {                                                                       \
-    const size_t r_ = c ? (size_t)(c[i] >> shift) : 0;                    \
-    const int64_t row_ = c ? (r_ < rlen ? rowOf[r_] : 0) : 0;             \
-    kv = row_ + 2 * (int64_t)tok[i];                                      \
-    if (kv < 0 || (size_t)kv + 1 >= fclen || fc[kv] <= 0 || (uint32_t)fc[kv] > M) { \
-      free(rcp);                                                          \
-      return num(env, -1);                                                \
-    }                                                                     \
+#define ENTRY(i, en)                                                                   \
+  const enc_t* en;                                                                     \
+  {                                                                                    \
+    int64_t row_ = 0;                                                                  \
+    if (c) {                                                                           \
+      const size_t r_ = (size_t)(c[i] >> shift);                                       \
+      row_ = rowsChecked ? rowOf[r_] : (r_ < rlen ? rowOf[r_] : 0);                    \
+    }                                                                                  \
+    const int64_t kv_ = row_ + 2 * (int64_t)tok[i];                                    \
+    if (kv_ < 0 || (size_t)kv_ + 1 >= fclen || (kv_ & 1)) {                            \
+      free(E);                                                                         \
+      return num(env, -1);                                                             \
+    }                                                                                  \
+    en = &E[(size_t)kv_ >> 1];                                                         \
+    if (en->xmax == 0) {                                                               \
+      free(E);                                                                         \
+      return num(env, -1);                                                             \
+    }                                                                                  \
   }
-#define PUT(xv, kv)                                                       \
-  {                                                                       \
-    const uint32_t f_ = (uint32_t)fc[kv];                                 \
-    uint32_t v_ = xv;                                                     \
-    const uint32_t need_ = (uint64_t)v_ >= (uint64_t)f_ * sh;             \
-    out[wp - 2] = (uint8_t)v_;                                            \
-    out[wp - 1] = (uint8_t)(v_ >> 8);                                     \
-    wp -= 2 * (size_t)need_;                                              \
-    v_ = need_ ? v_ >> 16 : v_;                                           \
-    const uint32_t* rc_ = rcp + 3 * (size_t)((kv) >> 1);                  \
-    const uint32_t q_ = (uint32_t)(((uint64_t)v_ * rc_[0]) >> 32) >> rc_[1]; \
-    xv = v_ + rc_[2] + q_ * (M - f_);                                     \
+#define PUT(xv, en)                                                                    \
+  {                                                                                    \
+    uint32_t v_ = xv;                                                                  \
+    const uint32_t need_ = v_ >= en->xmax;                                             \
+    out[wp - 2] = (uint8_t)v_;                                                         \
+    out[wp - 1] = (uint8_t)(v_ >> 8);                                                  \
+    wp -= 2 * (size_t)need_;                                                           \
+    v_ = need_ ? v_ >> 16 : v_;                                                        \
+    const uint32_t q_ = (uint32_t)(((uint64_t)v_ * en->rcp) >> 32) >> en->rshift;       \
+    xv = v_ + en->bias + q_ * en->cmpl;                                                \
   }
   uint32_t x0 = RANS_L, x1 = RANS_L, x2 = RANS_L, x3 = RANS_L;
   const int64_t n4 = n & ~(int64_t)3;
   for (int64_t i = n - 1; i >= n4; i--) {
-    ENTRY(i, k)
-    if ((i & 3) == 0) PUT(x0, k) else if ((i & 3) == 1) PUT(x1, k) else PUT(x2, k)
+    ENTRY(i, e1)
+    if ((i & 3) == 0) PUT(x0, e1) else if ((i & 3) == 1) PUT(x1, e1) else PUT(x2, e1)
   }
   for (int64_t i = n4 - 4; i >= 0; i -= 4) {
-    ENTRY(i + 3, k3)
-    ENTRY(i + 2, k2)
-    ENTRY(i + 1, k1)
-    ENTRY(i, k0)
-    PUT(x3, k3)
-    PUT(x2, k2)
-    PUT(x1, k1)
-    PUT(x0, k0)
+    ENTRY(i + 3, e3)
+    ENTRY(i + 2, e2)
+    ENTRY(i + 1, e1)
+    ENTRY(i, e0)
+    PUT(x3, e3)
+    PUT(x2, e2)
+    PUT(x1, e1)
+    PUT(x0, e0)
   }
 #undef ENTRY
 #undef PUT
+  free(E);
   x[0] = x0;
   x[1] = x1;
   x[2] = x2;
   x[3] = x3;
-  free(rcp);
   const size_t nb = cap - wp;
   memmove(out + 16, out + wp, nb);
   for (int j = 0; j < 4; j++) {
