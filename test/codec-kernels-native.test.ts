@@ -19,7 +19,7 @@ import { buildModel } from '../src/codec/entropy/model.js';
 import { buildDecodeTables, RansStream, ransDecodeTokens, ransDecodeTokensJs, ransEncode, ransEncodeJs, RANS_L } from '../src/codec/entropy/rans.js';
 import { contexts16, contexts16Js, contexts32, contexts32Js, rebuild16, rebuild16Js, rebuild32, rebuild32Js, tokenise16, tokenise16Js, tokenise32, tokenise32Js } from '../src/codec/numeric/delta-core.js';
 import { diffPlanes16, diffPlanes16Js, diffPlanes32, diffPlanes32Js, undiffPlanes16, undiffPlanes16Js, undiffPlanes32, undiffPlanes32Js } from '../src/codec/numeric/zplanes.js';
-import { f32ToBf16, f32ToF16 } from '../src/codec/numeric/float.js';
+import { f32ToBf16, f32ToF16, floatFormat, predictionBits, predictionBitsJs } from '../src/codec/numeric/float.js';
 import { loadNativeCodecKernels } from '../src/kernels/codec-native.js';
 import { parseSafetensorsHeader } from '../src/format/safetensors.js';
 import { EMBEDDED } from './helpers.js';
@@ -264,6 +264,23 @@ test('rANS: the same stream from random models and contexts; garbage streams dec
     assert.deepEqual(decode(bad, true), decode(bad, false), `case ${c}: garbage stream`);
     useCodecKernels('auto');
   }
+});
+
+test('float conversions (a reference in another dtype): every 16-bit pattern and random, tie and special float32 patterns, to every float dtype', { skip }, () => {
+  const r = rng(2024);
+  const all16 = new Uint8Array(Uint16Array.from({ length: 65536 }, (_, i) => i).buffer);
+  const ties = [0x00008000, 0x00018000, 0x3f808000, 0x3f818000, 0x7f7f8000, 0xff7fffff, 0x7f800001, 0xffc00000, 0x33000000, 0x33000001, 0x387fe000, 0x477ff000, 0x477fefff, 0x00000001, 0x80000000];
+  const f32 = new Uint8Array(Uint32Array.from({ length: 100000 }, (_, i) => (i < ties.length ? ties[i]! : i % 3 === 0 ? (r() & 0xffff0000) | (r() & 0x1fff) : r())).buffer);
+  for (const [bytes, from] of [[all16, 'BF16'], [all16, 'F16'], [f32, 'F32']] as const)
+    for (const to of ['BF16', 'F16', 'F32'] as const) {
+      if (from === to) continue;
+      const fmt = floatFormat(to)!;
+      const n = bytes.length / (from === 'F32' ? 4 : 2);
+      useCodecKernels('native');
+      const got = predictionBits(bytes, from, fmt, n);
+      useCodecKernels('auto');
+      assert.deepEqual(got, predictionBitsJs(bytes, floatFormat(from)!, fmt, n), `${from} -> ${to}`);
+    }
 });
 
 /** Chunks of the fixture family (bf16), widened and narrowed to every float dtype, with their references. */

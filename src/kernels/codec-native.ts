@@ -25,6 +25,8 @@ export interface NativeCodecKernels {
   undiffPlanes16(out: Uint16Array, p: Uint16Array, hi: Uint8Array, lo: Uint8Array): void;
   diffPlanes32(x: Uint32Array, p: Uint32Array, b0: Uint8Array, b1: Uint8Array, b2: Uint8Array, b3: Uint8Array): void;
   undiffPlanes32(out: Uint32Array, p: Uint32Array, b0: Uint8Array, b1: Uint8Array, b2: Uint8Array, b3: Uint8Array): void;
+  /** Kinds 0 BF16, 1 F16, 2 F32: exact widening to float32, then an RNE narrowing (float.ts predictionBits). */
+  convertFloats(src: Uint16Array | Uint32Array, srcKind: number, out: Uint16Array | Uint32Array, outKind: number): void;
   expScan(v: Uint16Array | Uint32Array, mant: number, emask: number, res: Int32Array): void;
   expHist(v: Uint16Array | Uint32Array, mant: number, emask: number, emin: number, t: number, k: number, low: number, hist: Uint32Array): void;
   expPack(v: Uint16Array | Uint32Array, mant: number, emask: number, emin: number, t: number, k: number, low: number, signShift: number, tok: Uint8Array, buf: Uint8Array): number;

@@ -909,6 +909,78 @@ static napi_value undiff_planes32(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---------- float conversions (float.ts predictionBits, format/dtype-convert.ts) ---------- */
+
+/* f16ToF32 in dtype-convert.ts: exact, as bit patterns (NaN payloads kept). */
+static inline uint32_t f16_to_f32(uint32_t h) {
+  const uint32_t s = (h & 0x8000) << 16;
+  const uint32_t e = (h >> 10) & 0x1f;
+  const uint32_t m = h & 0x3ff;
+  if (e == 0) {
+    if (m == 0) return s;
+    const uint32_t k = 31 - (uint32_t)__builtin_clz(m);
+    return s | ((k + 103) << 23) | ((m - (1u << k)) << (23 - k));
+  }
+  if (e == 31) return s | 0x7f800000u | (m << 13);
+  return s | ((e + 112) << 23) | (m << 13);
+}
+
+/* f32ToBf16 in float.ts: round to nearest even; NaN stays NaN (quiet). */
+static inline uint32_t f32_to_bf16(uint32_t u) {
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu) != 0) return ((u >> 16) | 0x40) & 0xffff;
+  return (uint32_t)((((uint64_t)u + 0x7fff + ((u >> 16) & 1)) >> 16) & 0xffff);
+}
+
+/* f32ToF16 in float.ts: round to nearest even, subnormals, overflow to infinity. */
+static inline uint32_t f32_to_f16(uint32_t u) {
+  const uint32_t s = (u >> 16) & 0x8000;
+  const uint32_t e = (u >> 23) & 0xff;
+  const uint32_t m = u & 0x7fffff;
+  if (e == 0xff) return m == 0 ? s | 0x7c00 : s | 0x7e00 | (m >> 13);
+  if (e >= 113) {
+    if (e >= 143) return s | 0x7c00;
+    uint32_t h = ((e - 112) << 10) | (m >> 13);
+    const uint32_t rem = m & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1) != 0)) h++;
+    return s | h;
+  }
+  if (e < 102) return s;
+  const uint32_t M = m | 0x800000;
+  const uint32_t shift = 126 - e;
+  uint32_t h = M >> shift;
+  const uint32_t rem = M & ((1u << shift) - 1);
+  const uint32_t half = 1u << (shift - 1);
+  if (rem > half || (rem == half && (h & 1) != 0)) h++;
+  return s | h;
+}
+
+/*
+ * convertFloats(src, srcKind, out, outKind): kinds 0 BF16, 1 F16, 2 F32 (16-bit kinds in
+ * Uint16Array, F32 in Uint32Array); n = out.length. Exact widening to float32, then an RNE
+ * narrowing: float.ts predictionBits, element for element.
+ */
+static napi_value convert_floats(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  INT(1, sk);
+  INT(3, dk);
+  if (sk < 0 || sk > 2 || dk < 0 || dk > 2) return throw_type(env, "convertFloats: unknown kind");
+  arr_t src, dst;
+  if (!get_arr(env, argv[0], sk == 2 ? napi_uint32_array : napi_uint16_array, 0, &src)) return throw_type(env, "convertFloats: src has the wrong type");
+  if (!get_arr(env, argv[2], dk == 2 ? napi_uint32_array : napi_uint16_array, 0, &dst)) return throw_type(env, "convertFloats: out has the wrong type");
+  const size_t n = dst.length;
+  if (src.length < n) return throw_type(env, "convertFloats: arguments out of range");
+  const uint16_t* s16 = src.data;
+  const uint32_t* s32 = src.data;
+  uint16_t* d16 = dst.data;
+  uint32_t* d32 = dst.data;
+  for (size_t i = 0; i < n; i++) {
+    const uint32_t f = sk == 2 ? s32[i] : sk == 0 ? (uint32_t)s16[i] << 16 : f16_to_f32(s16[i]);
+    if (dk == 2) d32[i] = f;
+    else d16[i] = (uint16_t)(dk == 0 ? f32_to_bf16(f) : f32_to_f16(f));
+  }
+  return NULL;
+}
+
 /* ---------- standalone float codec (exp-codec.ts) ---------- */
 
 /* The chunk's values as uint32, from a Uint16Array or a Uint32Array. */
@@ -1327,6 +1399,7 @@ NAPI_MODULE_INIT() {
       {"undiffPlanes16", NULL, undiff_planes16, NULL, NULL, NULL, napi_enumerable, NULL},
       {"diffPlanes32", NULL, diff_planes32, NULL, NULL, NULL, napi_enumerable, NULL},
       {"undiffPlanes32", NULL, undiff_planes32, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"convertFloats", NULL, convert_floats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expScan", NULL, exp_scan, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expHist", NULL, exp_hist, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expPack", NULL, exp_pack, NULL, NULL, NULL, napi_enumerable, NULL},
