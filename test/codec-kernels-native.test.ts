@@ -21,6 +21,7 @@ import { contexts16, contexts16Js, contexts32, contexts32Js, rebuild16, rebuild1
 import { diffPlanes16, diffPlanes16Js, diffPlanes32, diffPlanes32Js, undiffPlanes16, undiffPlanes16Js, undiffPlanes32, undiffPlanes32Js } from '../src/codec/numeric/zplanes.js';
 import { f32ToBf16, f32ToF16, floatFormat, predictionBits, predictionBitsJs } from '../src/codec/numeric/float.js';
 import { loadNativeCodecKernels } from '../src/kernels/codec-native.js';
+import { joinPlanes, joinPlanesJs, splitPlanes, splitPlanesJs } from '../src/codec/byte-planes.js';
 import { parseSafetensorsHeader } from '../src/format/safetensors.js';
 import { EMBEDDED } from './helpers.js';
 
@@ -219,6 +220,39 @@ test('byte planes (fast level): diff and undiff, 16- and 32-bit, any alignment o
     assert.deepEqual(q2, q1);
     assert.deepEqual(q2, x32);
     useCodecKernels('auto');
+  }
+});
+
+test('byte grouping (grouped-zstd, BitX): split and join for 2- and 4-byte elements, odd offsets, and the codecs on every dtype width', { skip }, () => {
+  const r = rng(5);
+  for (const width of [2, 4])
+    for (const n of [0, 1, 3, 1001]) {
+      const buf = Uint8Array.from({ length: n * width + 3 }, () => r() & 0xff);
+      for (const off of [0, 1, 3]) {
+        const src = buf.subarray(off, off + n * width);
+        useCodecKernels('native');
+        const a = splitPlanes(src, width);
+        assert.deepEqual(a, splitPlanesJs(src, width), `split width ${width} n ${n} offset ${off}`);
+        const o1 = new Uint8Array(n * width + 1).subarray(1);
+        const o2 = new Uint8Array(n * width);
+        joinPlanes(a, o1);
+        joinPlanesJs(a, o2);
+        useCodecKernels('auto');
+        assert.deepEqual(o1, o2);
+        assert.deepEqual(o1, src);
+      }
+    }
+  for (const [dtype, w] of [['I16', 2], ['I32', 4], ['U8', 1], ['F64', 8]] as const) {
+    const raw = Uint8Array.from({ length: 4096 * w }, (_, i) => (i % 7 === 0 ? r() & 0xff : (i * 31) & 0xff));
+    const ref = raw.map((v, i) => (i % 13 === 0 ? v ^ 1 : v));
+    for (const [id, refs] of [[1, []], [2, [{ dtype, bytes: ref }]]] as const) {
+      const codec = codecById(id, 'basic');
+      const enc = both(() => codec.encode(raw, { dtype, refs }, 'max'));
+      assert.deepEqual(enc.native, enc.js, `codec ${id} ${dtype}: payload`);
+      const dec = both(() => codec.decode(enc.js as Uint8Array, raw.length, { dtype, refs }));
+      assert.deepEqual(dec.native, raw);
+      assert.deepEqual(dec.js, raw);
+    }
   }
 });
 

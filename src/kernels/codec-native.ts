@@ -25,6 +25,11 @@ export interface NativeCodecKernels {
   undiffPlanes16(out: Uint16Array, p: Uint16Array, hi: Uint8Array, lo: Uint8Array): void;
   diffPlanes32(x: Uint32Array, p: Uint32Array, b0: Uint8Array, b1: Uint8Array, b2: Uint8Array, b3: Uint8Array): void;
   undiffPlanes32(out: Uint32Array, p: Uint32Array, b0: Uint8Array, b1: Uint8Array, b2: Uint8Array, b3: Uint8Array): void;
+  /** Byte k of every 2- or 4-byte element into plane k (byte-planes.ts). */
+  splitPlanes(src: Uint8Array, ...planes: Uint8Array[]): void;
+  joinPlanes(out: Uint8Array, ...planes: Uint8Array[]): void;
+  /** out[i] = a[i] ^ b[i] (BitX). */
+  xorBytes(a: Uint8Array, b: Uint8Array, out: Uint8Array): void;
   /** Kinds 0 BF16, 1 F16, 2 F32: exact widening to float32, then an RNE narrowing (float.ts predictionBits). */
   convertFloats(src: Uint16Array | Uint32Array, srcKind: number, out: Uint16Array | Uint32Array, outKind: number): void;
   expScan(v: Uint16Array | Uint32Array, mant: number, emask: number, res: Int32Array): void;

@@ -909,6 +909,89 @@ static napi_value undiff_planes32(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---------- byte grouping (byte-planes.ts) and BitX's XOR (basic-codecs.ts) ---------- */
+
+/* splitPlanes(src, p0, p1[, p2, p3]): plane k gets byte k of every 2- or 4-byte element; n = p0.length. */
+static napi_value split_planes(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 3 && argc != 5)) return throw_type(env, "splitPlanes: 2 or 4 planes");
+  const size_t w = argc - 1;
+  ARR(0, napi_uint8_array, 0, srcA);
+  uint8_t* pl[4];
+  size_t n = 0;
+  for (size_t k = 0; k < w; k++) {
+    arr_t a;
+    if (!get_arr(env, argv[1 + k], napi_uint8_array, 0, &a)) return throw_type(env, "splitPlanes: planes must be Uint8Arrays");
+    if (k == 0) n = a.length;
+    if (a.length < n) return throw_type(env, "splitPlanes: arguments out of range");
+    pl[k] = a.data;
+  }
+  if (srcA.length < n * w) return throw_type(env, "splitPlanes: arguments out of range");
+  const uint8_t* src = srcA.data;
+  if (w == 2)
+    for (size_t i = 0; i < n; i++) {
+      pl[0][i] = src[2 * i];
+      pl[1][i] = src[2 * i + 1];
+    }
+  else
+    for (size_t i = 0; i < n; i++) {
+      pl[0][i] = src[4 * i];
+      pl[1][i] = src[4 * i + 1];
+      pl[2][i] = src[4 * i + 2];
+      pl[3][i] = src[4 * i + 3];
+    }
+  return NULL;
+}
+
+/* joinPlanes(out, p0, p1[, p2, p3]): the inverse; n = p0.length. */
+static napi_value join_planes(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 3 && argc != 5)) return throw_type(env, "joinPlanes: 2 or 4 planes");
+  const size_t w = argc - 1;
+  ARR(0, napi_uint8_array, 0, outA);
+  const uint8_t* pl[4];
+  size_t n = 0;
+  for (size_t k = 0; k < w; k++) {
+    arr_t a;
+    if (!get_arr(env, argv[1 + k], napi_uint8_array, 0, &a)) return throw_type(env, "joinPlanes: planes must be Uint8Arrays");
+    if (k == 0) n = a.length;
+    if (a.length < n) return throw_type(env, "joinPlanes: arguments out of range");
+    pl[k] = a.data;
+  }
+  if (outA.length < n * w) return throw_type(env, "joinPlanes: arguments out of range");
+  uint8_t* out = outA.data;
+  if (w == 2)
+    for (size_t i = 0; i < n; i++) {
+      out[2 * i] = pl[0][i];
+      out[2 * i + 1] = pl[1][i];
+    }
+  else
+    for (size_t i = 0; i < n; i++) {
+      out[4 * i] = pl[0][i];
+      out[4 * i + 1] = pl[1][i];
+      out[4 * i + 2] = pl[2][i];
+      out[4 * i + 3] = pl[3][i];
+    }
+  return NULL;
+}
+
+/* xorBytes(a, b, out): out[i] = a[i] ^ b[i] for i < out.length (out may be a or b). */
+static napi_value xor_bytes(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  ARR(0, napi_uint8_array, 0, aA);
+  ARR(1, napi_uint8_array, 0, bA);
+  ARR(2, napi_uint8_array, 0, oA);
+  const size_t n = oA.length;
+  if (aA.length < n || bA.length < n) return throw_type(env, "xorBytes: arguments out of range");
+  const uint8_t* a = aA.data;
+  const uint8_t* b = bA.data;
+  uint8_t* o = oA.data;
+  for (size_t i = 0; i < n; i++) o[i] = a[i] ^ b[i];
+  return NULL;
+}
+
 /* ---------- float conversions (float.ts predictionBits, format/dtype-convert.ts) ---------- */
 
 /* f16ToF32 in dtype-convert.ts: exact, as bit patterns (NaN payloads kept). */
@@ -1400,6 +1483,9 @@ NAPI_MODULE_INIT() {
       {"diffPlanes32", NULL, diff_planes32, NULL, NULL, NULL, napi_enumerable, NULL},
       {"undiffPlanes32", NULL, undiff_planes32, NULL, NULL, NULL, napi_enumerable, NULL},
       {"convertFloats", NULL, convert_floats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"splitPlanes", NULL, split_planes, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"joinPlanes", NULL, join_planes, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xorBytes", NULL, xor_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expScan", NULL, exp_scan, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expHist", NULL, exp_hist, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expPack", NULL, exp_pack, NULL, NULL, NULL, napi_enumerable, NULL},
