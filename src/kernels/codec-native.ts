@@ -13,14 +13,11 @@ import { fileURLToPath } from 'node:url';
 
 /** The addon's functions; each mirrors a JS function named in codec-kernels.c. */
 export interface NativeCodecKernels {
-  ransDecode(buf: Uint8Array, pos: number, end: number, states: Int32Array, tab: Int32Array, prec: number, base: Int32Array, src: Uint16Array | null, shift: number, n: number, tok: Uint8Array): number;
   ransEncode(tok: Uint8Array, src: Uint16Array | null, shift: number, n: number, fc: Int32Array, rowOf: Int32Array, prec: number, out: Uint8Array): number;
   contexts16(p: Uint16Array, pp: Uint16Array, ctxShift: number, ctxStride: number, ctx: Uint16Array): void;
   contexts32(p: Uint32Array, pp: Uint32Array | null, ctxShift: number, ctxStride: number, ctx: Uint16Array): void;
   tokenise16(x: Uint16Array, p: Uint16Array, ctx: Uint16Array | null, ctxShift: number, S: number, tok: Uint8Array, hist: Uint32Array, buf: Uint8Array): number;
-  rebuild16(out: Uint16Array, tok: Uint8Array, p: Uint16Array, extra: Uint8Array): number;
   tokenise32(x: Uint32Array, p: Uint32Array, ctx: Uint16Array, S: number, tok: Uint8Array, hist: Uint32Array, buf: Uint8Array, state: Float64Array): void;
-  rebuild32(out: Uint32Array, tok: Uint8Array, p: Uint32Array, extra: Uint8Array): number;
   diffPlanes16(x: Uint16Array, p: Uint16Array, hi: Uint8Array, lo: Uint8Array): void;
   undiffPlanes16(out: Uint16Array, p: Uint16Array, hi: Uint8Array, lo: Uint8Array): void;
   diffPlanes32(x: Uint32Array, p: Uint32Array, b0: Uint8Array, b1: Uint8Array, b2: Uint8Array, b3: Uint8Array): void;
@@ -35,7 +32,6 @@ export interface NativeCodecKernels {
   expScan(v: Uint16Array | Uint32Array, mant: number, emask: number, res: Int32Array): void;
   expHist(v: Uint16Array | Uint32Array, mant: number, emask: number, emin: number, t: number, k: number, low: number, hist: Uint32Array): void;
   expPack(v: Uint16Array | Uint32Array, mant: number, emask: number, emin: number, t: number, k: number, low: number, signShift: number, tok: Uint8Array, buf: Uint8Array): number;
-  expUnpack(out: Uint16Array | Uint32Array, tok: Uint8Array, extra: Uint8Array, mant: number, emin: number, t: number, k: number, low: number): number;
   /** ransDecode + rebuild16 in one pass; states has a fifth slot for rebuild16's status. */
   delta16Decode(buf: Uint8Array, pos: number, end: number, states: Int32Array, tab: Int32Array, prec: number, base: Int32Array, src: Uint16Array, shift: number, n: number, extra: Uint8Array, p: Uint16Array, out: Uint16Array): number;
   /** ransDecode + rebuild32 in one pass (float32; ctx always given); states[4] = 2 when the extra bits' length does not match. */

@@ -203,32 +203,6 @@ export class RansStream {
 }
 
 /**
- * Decode n tokens into tok. The table of element i is groupOf[src[i] >>> shift]
- * (src: the context source, e.g. the reference's bf16 bits with shift = 7 to
- * keep sign+exponent, or a precomputed context array with shift = 0); with
- * src = null every element uses table 0. Unrolled over the four states: the
- * lanes' table lookups then overlap (measured 7.6 -> 3.1..5.5 ns/token
- * against a state array indexed by i&3).
- */
-export function ransDecodeTokens(
-  rs: RansStream,
-  tables: DecodeTables,
-  groupOf: Uint16Array,
-  src: Uint16Array | null,
-  shift: number,
-  n: number,
-  tok: Uint8Array,
-): void {
-  const K = nativeKernels();
-  if (!K) {
-    ransDecodeTokensJs(rs, tables, groupOf, src, shift, n, tok);
-    return;
-  }
-  const a = nativeRansArgs(rs, tables, groupOf);
-  settleNativeRans(rs, a.states, K.ransDecode(rs.buf, rs.pos, rs.end, a.states, tables.tab, tables.prec, a.base, src, shift, n, tok));
-}
-
-/**
  * What the compiled decoders take besides the stream: the four states (and
  * a fifth slot for a fused kernel's status) and each raw context's row base.
  */
@@ -247,8 +221,17 @@ export function settleNativeRans(rs: RansStream, states: Int32Array, pos: number
   rs.pos = pos;
 }
 
-/** The reference: ransDecodeTokens in plain JS. */
-export function ransDecodeTokensJs(
+/**
+ * Decode n tokens into tok. The table of element i is groupOf[src[i] >>> shift]
+ * (src: the context source, e.g. the reference's bf16 bits with shift = 7 to
+ * keep sign+exponent, or a precomputed context array with shift = 0); with
+ * src = null every element uses table 0. Unrolled over the four states: the
+ * lanes' table lookups then overlap (measured 7.6 -> 3.1..5.5 ns/token
+ * against a state array indexed by i&3). When the compiled kernels are
+ * loaded the codecs decode with their fused decoders instead (the same
+ * tokens, states and position: test/codec-kernels-native.test.ts).
+ */
+export function ransDecodeTokens(
   rs: RansStream,
   tables: DecodeTables,
   groupOf: Uint16Array,

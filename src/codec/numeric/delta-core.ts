@@ -185,15 +185,6 @@ export function tokenise16Js(x: Uint16Array, p: Uint16Array, ctx: Uint16Array | 
  * branchy bit reader (27% of tokens carry extra bits on a fine-tune).
  */
 export function rebuild16(out: Uint16Array, tok: Uint8Array, p: Uint16Array, extra: Uint8Array): void {
-  const K = nativeKernels();
-  if (!K) return rebuild16Js(out, tok, p, extra);
-  const r = K.rebuild16(out, tok, p, extra);
-  if (r === 1) corrupt('extra-bits section is shorter than the tokens need');
-  if (r === 2) corrupt('extra-bits section length does not match the tokens');
-}
-
-/** The reference: rebuild16 in plain JS. */
-export function rebuild16Js(out: Uint16Array, tok: Uint8Array, p: Uint16Array, extra: Uint8Array): void {
   const n = out.length;
   const padded = new Uint8Array(extra.length + 4);
   padded.set(extra);
@@ -276,13 +267,6 @@ export function tokenise32Js(x: Uint32Array, p: Uint32Array, ctx: Uint16Array, R
 }
 
 export function rebuild32(out: Uint32Array, tok: Uint8Array, p: Uint32Array, extra: Uint8Array): void {
-  const K = nativeKernels();
-  if (!K) return rebuild32Js(out, tok, p, extra);
-  if (K.rebuild32(out, tok, p, extra) !== 0) corrupt('extra-bits section length does not match the tokens');
-}
-
-/** The reference: rebuild32 in plain JS. */
-export function rebuild32Js(out: Uint32Array, tok: Uint8Array, p: Uint32Array, extra: Uint8Array): void {
   const n = out.length;
   const elen = extra.length;
   let epos = 0;

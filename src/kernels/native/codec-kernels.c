@@ -276,24 +276,6 @@ static void rans_store(const rans_t* r, int32_t* S) {
 }
 
 /*
- * ransDecode(buf, pos, end, states Int32Array(4) in/out, tab, prec, base
- * (groupOf << prec per raw context), src Uint16Array|null, shift, n, tok)
- * -> the new word position (ransDecodeTokens in rans.ts).
- */
-static napi_value rans_decode(napi_env env, napi_callback_info info) {
-  ARGS(11);
-  INT(9, n);
-  ARR(10, napi_uint8_array, 0, tokA);
-  if (n < 0 || (size_t)n > tokA.length) return throw_type(env, "rans_decode: arguments out of range");
-  rans_t r;
-  int32_t* S;
-  if (!rans_from_args(env, argv, n, &r, &S)) return NULL;
-  rans_decode_range(&r, 0, (size_t)n, (uint8_t*)tokA.data);
-  rans_store(&r, S);
-  return num(env, (double)r.ps);
-}
-
-/*
  * ransEncode(tok Uint8Array, src Uint16Array|null, shift, n, fc Int32Array
  * (freq, start per (group, token)), rowOf Int32Array, prec, out Uint8Array of
  * at least 16 + 2 (n + 8) bytes) -> the stream's length in out, or -1 for a
@@ -597,10 +579,9 @@ static napi_value tokenise16(napi_env env, napi_callback_info info) {
 }
 
 /*
- * rebuild16(out, tok, p, extra) -> 0, or 1 (extra-bits section shorter than
- * the tokens need), or 2 (its length does not match the tokens).
- * The JS reads a 32-bit window from a copy of `extra` padded with 4 zero
- * bytes; here the window is read in place with the same zero padding.
+ * The 32-bit window of delta-core.ts rebuild16 at byte k: the JS reads it
+ * from a copy of `extra` padded with 4 zero bytes; here it is read in place
+ * with the same zero padding.
  */
 static inline uint32_t window32(const uint8_t* e, size_t elen, size_t k) {
   if (k + 4 <= elen) {
@@ -616,68 +597,10 @@ static inline uint32_t window32(const uint8_t* e, size_t elen, size_t k) {
   return w;
 }
 
-/* The 16-bit ordered-integer step of rebuild16 and undiffPlanes16: prediction bits pv plus the signed delta dd (mod 2^16). */
+/* The 16-bit ordered-integer step of rebuild16 and undiffPlanes16: prediction bits pv plus the zigzag-decoded delta dd (mod 2^16). */
 static inline uint16_t add_ordered16(uint32_t pv, uint32_t dd) {
   uint32_t o = ((pv ^ 0x8000u ^ ((0u - (pv >> 15)) & 0x7fffu)) + dd) & 0xffff;
   return (uint16_t)(o ^ 0x8000u ^ (((o >> 15) - 1) & 0x7fffu));
-}
-
-/*
- * In blocks: first the serial part (each token's extra bits, at a bit
- * position that depends on every earlier token) into a small array of
- * deltas, then the element-wise part, which the compiler vectorises. Where
- * the block cannot run past the section's end the 32-bit window is read
- * without a bounds check; near the end each element is checked, as in the JS,
- * and on a damaged section the elements before the failing one are written.
- */
-#define RB_BLOCK 256
-static napi_value rebuild16(napi_env env, napi_callback_info info) {
-  ARGS(4);
-  ARR(0, napi_uint16_array, 0, outA);
-  ARR(1, napi_uint8_array, 0, tokA);
-  ARR(2, napi_uint16_array, 0, pA);
-  ARR(3, napi_uint8_array, 0, eA);
-  size_t n = outA.length;
-  if (tokA.length < n || pA.length < n) return throw_type(env, "rebuild16: arguments out of range");
-  pthread_once(&tables_once, init_tables);
-  uint16_t* out = (uint16_t*)outA.data;
-  const uint8_t* tok = (const uint8_t*)tokA.data;
-  const uint16_t* p = (const uint16_t*)pA.data;
-  const uint8_t* e = (const uint8_t*)eA.data;
-  const size_t elen = eA.length;
-  size_t bp = 0;
-  uint16_t dd[RB_BLOCK];
-  for (size_t i = 0; i < n; i += RB_BLOCK) {
-    const size_t m = n - i < RB_BLOCK ? n - i : RB_BLOCK;
-    /* at most 30 extra bits per token (NB's largest entry) */
-    if ((bp >> 3) + ((m * 30 + 7) >> 3) + 4 <= elen) {
-      for (size_t k = 0; k < m; k++) {
-        uint32_t t = tok[i + k];
-        uint32_t w;
-        memcpy(&w, e + (bp >> 3), 4);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-        w = __builtin_bswap32(w);
-#endif
-        uint32_t zz = BASE[t] | ((w >> (bp & 7)) & MASK[t]);
-        bp += NB[t];
-        dd[k] = (uint16_t)((zz >> 1) ^ (0u - (zz & 1)));
-      }
-    } else {
-      for (size_t k = 0; k < m; k++) {
-        if ((bp >> 3) > elen) {
-          for (size_t q = 0; q < k; q++) out[i + q] = add_ordered16(p[i + q], dd[q]);
-          return num(env, 1);
-        }
-        uint32_t t = tok[i + k];
-        uint32_t zz = BASE[t] | ((window32(e, elen, bp >> 3) >> (bp & 7)) & MASK[t]);
-        bp += NB[t];
-        dd[k] = (uint16_t)((zz >> 1) ^ (0u - (zz & 1)));
-      }
-    }
-    for (size_t k = 0; k < m; k++) out[i + k] = add_ordered16(p[i + k], dd[k]);
-  }
-  if (((bp + 7) >> 3) != elen) return num(env, 2);
-  return num(env, 0);
 }
 
 /*
@@ -792,26 +715,6 @@ static inline uint32_t add_ordered32(uint32_t pv, uint32_t zz) {
   return (uint32_t)o ^ 0x80000000u ^ (uint32_t)((~o >> 31) & 0x7fffffff);
 }
 
-/* rebuild32(out, tok, p, extra) -> 0, or 2 (extra-bits length does not match the tokens). */
-static napi_value rebuild32(napi_env env, napi_callback_info info) {
-  ARGS(4);
-  ARR(0, napi_uint32_array, 0, outA);
-  ARR(1, napi_uint8_array, 0, tokA);
-  ARR(2, napi_uint32_array, 0, pA);
-  ARR(3, napi_uint8_array, 0, eA);
-  size_t n = outA.length;
-  if (tokA.length < n || pA.length < n) return throw_type(env, "rebuild32: arguments out of range");
-  uint32_t* out = (uint32_t*)outA.data;
-  const uint8_t* tok = (const uint8_t*)tokA.data;
-  const uint32_t* p = (const uint32_t*)pA.data;
-  const uint8_t* e = (const uint8_t*)eA.data;
-  const size_t elen = eA.length;
-  size_t bp = 0;
-  for (size_t i = 0; i < n; i++) out[i] = add_ordered32(p[i], zz32_read(tok[i], e, elen, &bp));
-  /* the JS reads a byte only when it runs short of bits: ceil(bits / 8) bytes in all */
-  return num(env, ((bp + 7) >> 3) != elen ? 2 : 0);
-}
-
 /* ---------- byte planes of the 'fast' level (zplanes.ts) ---------- */
 
 /* diffPlanes16(x, p, hi out, lo out): n = x.length. */
@@ -851,10 +754,8 @@ static napi_value undiff_planes16(napi_env env, napi_callback_info info) {
   const uint8_t* hi = (const uint8_t*)hiA.data;
   const uint8_t* lo = (const uint8_t*)loA.data;
   for (size_t i = 0; i < n; i++) {
-    uint32_t zz = ((uint32_t)hi[i] << 8) | lo[i];
-    int32_t pv = p[i];
-    uint32_t o = ((uint32_t)(pv ^ 0x8000 ^ ((int32_t)((uint32_t)pv << 16) >> 31 & 0x7fff)) + ((zz >> 1) ^ (uint32_t)(-(int32_t)(zz & 1)))) & 0xffff;
-    out[i] = (uint16_t)(o ^ 0x8000 ^ (((o >> 15) - 1) & 0x7fff));
+    const uint32_t zz = ((uint32_t)hi[i] << 8) | lo[i];
+    out[i] = add_ordered16(p[i], (zz >> 1) ^ (0u - (zz & 1)));
   }
   return NULL;
 }
@@ -900,11 +801,8 @@ static napi_value undiff_planes32(napi_env env, napi_callback_info info) {
   const uint32_t* p = (const uint32_t*)pA.data;
   const uint8_t *b0 = q0.data, *b1 = q1.data, *b2 = q2.data, *b3 = q3.data;
   for (size_t i = 0; i < n; i++) {
-    uint32_t zz = b0[i] | ((uint32_t)b1[i] << 8) | ((uint32_t)b2[i] << 16) | ((uint32_t)b3[i] << 24);
-    int32_t pv = (int32_t)p[i];
-    uint32_t op = (uint32_t)pv ^ 0x80000000u ^ (uint32_t)((pv >> 31) & 0x7fffffff);
-    int32_t o = (int32_t)(op + ((zz >> 1) ^ (uint32_t)(-(int32_t)(zz & 1))));
-    out[i] = (uint32_t)o ^ 0x80000000u ^ (uint32_t)((~o >> 31) & 0x7fffffff);
+    const uint32_t zz = b0[i] | ((uint32_t)b1[i] << 8) | ((uint32_t)b2[i] << 16) | ((uint32_t)b3[i] << 24);
+    out[i] = add_ordered32(p[i], zz);
   }
   return NULL;
 }
@@ -1186,63 +1084,6 @@ static napi_value exp_pack(napi_env env, napi_callback_info info) {
   return num(env, (double)bpos);
 }
 
-/*
- * expUnpack(out (Uint16Array|Uint32Array), tok, extra, mant, emin, t, k, low) -> 0, or 1 when the
- * raw-bits section's length does not match (the JS then reports it).
- */
-static napi_value exp_unpack(napi_env env, napi_callback_info info) {
-  ARGS(8);
-  arr_t o16 = {0}, o32 = {0};
-  size_t n;
-  if (get_arr(env, argv[0], napi_uint16_array, 0, &o16)) n = o16.length;
-  else if (get_arr(env, argv[0], napi_uint32_array, 0, &o32)) n = o32.length;
-  else return throw_type(env, "expUnpack: out must be a Uint16Array or Uint32Array");
-  ARR(1, napi_uint8_array, 0, tokA);
-  ARR(2, napi_uint8_array, 0, eA);
-  INT(3, mant);
-  INT(4, emin);
-  INT(5, t);
-  INT(6, k);
-  INT(7, low);
-  if (tokA.length < n || mant < 0 || mant > 31 || t < 0 || t > 31 || k < 0 || k > 8 || low < 0 || low > 23) return throw_type(env, "expUnpack: arguments out of range");
-  const uint32_t rawBits = 1 + (uint32_t)low;
-  const uint32_t rbMask = (1u << rawBits) - 1;
-  const uint32_t kMask = (1u << k) - 1;
-  const unsigned signShift = o16.data ? 15 : 31;
-  const uint8_t* tok = (const uint8_t*)tokA.data;
-  const uint8_t* e = (const uint8_t*)eA.data;
-  const size_t elen = eA.length;
-  uint16_t* out16 = o16.data;
-  uint32_t* out32 = o32.data;
-  /*
-   * Element i's raw bits start at bit i * rawBits (the JS reads them through
-   * a bit accumulator; the same bits, with zeros past the section's end), so
-   * no element waits for the one before. A 64-bit window holds them.
-   */
-  for (size_t i = 0; i < n; i++) {
-    const uint64_t bit = (uint64_t)i * rawBits;
-    const size_t at = (size_t)(bit >> 3);
-    uint64_t w;
-    if (at + 8 <= elen) {
-      memcpy(&w, e + at, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-      w = __builtin_bswap64(w);
-#endif
-    } else {
-      w = 0;
-      for (size_t j = 0; j < 8 && at + j < elen; j++) w |= (uint64_t)e[at + j] << (8 * j);
-    }
-    uint32_t r = (uint32_t)(w >> (bit & 7)) & rbMask;
-    uint32_t tk = tok[i];
-    uint32_t v = ((r & 1) << signShift) | ((uint32_t)((tk >> k) + (uint32_t)emin) << mant) | ((((tk & kMask) << low) | (r >> 1)) << t);
-    if (out16) out16[i] = (uint16_t)v;
-    else out32[i] = v;
-  }
-  /* the JS reads a byte only when its accumulator runs short: ceil(n * rawBits / 8) bytes in all */
-  const uint64_t used = ((uint64_t)n * rawBits + 7) >> 3;
-  return num(env, used != elen ? 1 : 0);
-}
-
 /* ---------- fused decoders: rANS tokens and what follows them, in one pass ---------- */
 
 static inline uint32_t le32(uint32_t w) {
@@ -1470,14 +1311,11 @@ static napi_value exp_decode(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   pthread_once(&tables_once, init_tables);
   napi_property_descriptor props[] = {
-      {"ransDecode", NULL, rans_decode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"ransEncode", NULL, rans_encode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"contexts16", NULL, contexts16, NULL, NULL, NULL, napi_enumerable, NULL},
       {"contexts32", NULL, contexts32, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tokenise16", NULL, tokenise16, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"rebuild16", NULL, rebuild16, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tokenise32", NULL, tokenise32, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"rebuild32", NULL, rebuild32, NULL, NULL, NULL, napi_enumerable, NULL},
       {"diffPlanes16", NULL, diff_planes16, NULL, NULL, NULL, napi_enumerable, NULL},
       {"undiffPlanes16", NULL, undiff_planes16, NULL, NULL, NULL, napi_enumerable, NULL},
       {"diffPlanes32", NULL, diff_planes32, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1489,7 +1327,6 @@ NAPI_MODULE_INIT() {
       {"expScan", NULL, exp_scan, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expHist", NULL, exp_hist, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expPack", NULL, exp_pack, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"expUnpack", NULL, exp_unpack, NULL, NULL, NULL, napi_enumerable, NULL},
       {"delta16Decode", NULL, delta16_decode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"delta32Decode", NULL, delta32_decode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"expDecode", NULL, exp_decode, NULL, NULL, NULL, napi_enumerable, NULL},
