@@ -10,7 +10,7 @@
 import { openSync, writeSync, closeSync } from 'node:fs';
 
 /** A fast deterministic PRNG (xorshift32). */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let s = seed >>> 0 || 0x9e3779b9;
   return () => {
     s ^= s << 13;

@@ -25,6 +25,7 @@ import { loadNativeCodecKernels } from '../src/kernels/codec-native.js';
 import { joinPlanes, joinPlanesJs, splitPlanes, splitPlanesJs } from '../src/codec/byte-planes.js';
 import { parseSafetensorsHeader } from '../src/format/safetensors.js';
 import { EMBEDDED } from './helpers.js';
+import { rng } from '../bench/synthetic.js';
 
 const loaded = loadNativeCodecKernels();
 const required = process.env['AT1_REQUIRE_NATIVE'] === '1' || process.env['AT1_KERNELS'] === 'native';
@@ -36,19 +37,6 @@ test('the compiled codec kernels load (required in CI)', { skip: !loaded.kernels
   assert.equal(codecKernelsInUse(), 'native');
   useCodecKernels('auto');
 });
-
-/** Deterministic random numbers (xorshift32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 /** Run f with the JS reference and with the compiled kernels; return both results (or error messages). */
 function both<T>(f: () => T): { js: T | string; native: T | string } {

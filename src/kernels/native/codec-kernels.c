@@ -123,6 +123,21 @@ static inline uint64_t le64(uint64_t w) {
 
 static inline uint32_t clz32(uint32_t v) { return v == 0 ? 32 : (uint32_t)__builtin_clz(v); }
 
+/* Zigzag of the ordered-integer difference x - p of two 16-bit floats (delta-core.ts tokenise16, zplanes.ts diffPlanes16). */
+static inline uint32_t zigzag_diff16(int32_t xv, int32_t pv) {
+  const int32_t a = xv ^ ((int32_t)((uint32_t)xv << 16) >> 31 & 0x7fff);
+  const int32_t b = pv ^ ((int32_t)((uint32_t)pv << 16) >> 31 & 0x7fff);
+  const int32_t d = (int32_t)(int16_t)(uint16_t)(a - b);
+  return ((uint32_t)d << 1 ^ (uint32_t)(d >> 31)) & 0xffff;
+}
+
+/* The same for 32-bit floats (tokenise32, diffPlanes32). */
+static inline uint32_t zigzag_diff32(uint32_t x, uint32_t p) {
+  const int32_t xv = (int32_t)x, pv = (int32_t)p;
+  const int32_t d = (int32_t)((uint32_t)(xv ^ ((xv >> 31) & 0x7fffffff)) - (uint32_t)(pv ^ ((pv >> 31) & 0x7fffffff)));
+  return ((uint32_t)d << 1) ^ (uint32_t)(d >> 31);
+}
+
 /* ---------- rANS (rans.ts) ---------- */
 
 #define RANS_L 32768u
@@ -521,11 +536,7 @@ static napi_value tokenise16(napi_env env, napi_callback_info info) {
 #define TOKEN16(i, t, v, nb)                                                            \
   uint32_t t, v, nb;                                                                    \
   {                                                                                     \
-    const int32_t pv_ = p[i], xv_ = x[i];                                               \
-    const int32_t a_ = xv_ ^ ((int32_t)((uint32_t)xv_ << 16) >> 31 & 0x7fff);          \
-    const int32_t b_ = pv_ ^ ((int32_t)((uint32_t)pv_ << 16) >> 31 & 0x7fff);          \
-    const int32_t d_ = (int32_t)(int16_t)(uint16_t)(a_ - b_);                           \
-    const uint32_t zz_ = ((uint32_t)d_ << 1 ^ (uint32_t)(d_ >> 31)) & 0xffff;           \
+    const uint32_t zz_ = zigzag_diff16(x[i], p[i]);                                     \
     t = TOK16[zz_];                                                                     \
     v = zz_ & MASK[t];                                                                  \
     nb = NB[t];                                                                         \
@@ -631,9 +642,7 @@ static napi_value tokenise32(napi_env env, napi_callback_info info) {
   size_t bpos = 0;
   uint32_t acc = 0, nacc = 0;
   for (size_t i = 0; i < n; i++) {
-    int32_t pv = (int32_t)p[i], xv = (int32_t)x[i];
-    int32_t d = (int32_t)((uint32_t)(xv ^ ((xv >> 31) & 0x7fffffff)) - (uint32_t)(pv ^ ((pv >> 31) & 0x7fffffff)));
-    uint32_t zz = ((uint32_t)d << 1) ^ (uint32_t)(d >> 31);
+    const uint32_t zz = zigzag_diff32(x[i], p[i]);
     uint32_t t;
     if (zz < DIRECT) t = zz;
     else {
@@ -731,9 +740,7 @@ static napi_value diff_planes16(napi_env env, napi_callback_info info) {
   uint8_t* hi = (uint8_t*)hiA.data;
   uint8_t* lo = (uint8_t*)loA.data;
   for (size_t i = 0; i < n; i++) {
-    int32_t xv = x[i], pv = p[i];
-    int32_t d = (int32_t)(int16_t)(uint16_t)((xv ^ ((int32_t)((uint32_t)xv << 16) >> 31 & 0x7fff)) - (pv ^ ((int32_t)((uint32_t)pv << 16) >> 31 & 0x7fff)));
-    uint32_t zz = ((uint32_t)d << 1) ^ (uint32_t)(d >> 31);
+    const uint32_t zz = zigzag_diff16(x[i], p[i]);
     hi[i] = (uint8_t)(zz >> 8);
     lo[i] = (uint8_t)zz;
   }
@@ -775,9 +782,7 @@ static napi_value diff_planes32(napi_env env, napi_callback_info info) {
   const uint32_t* p = (const uint32_t*)pA.data;
   uint8_t *b0 = q0.data, *b1 = q1.data, *b2 = q2.data, *b3 = q3.data;
   for (size_t i = 0; i < n; i++) {
-    int32_t xv = (int32_t)x[i], pv = (int32_t)p[i];
-    int32_t d = (int32_t)((uint32_t)(xv ^ ((xv >> 31) & 0x7fffffff)) - (uint32_t)(pv ^ ((pv >> 31) & 0x7fffffff)));
-    uint32_t zz = ((uint32_t)d << 1) ^ (uint32_t)(d >> 31);
+    const uint32_t zz = zigzag_diff32(x[i], p[i]);
     b0[i] = (uint8_t)zz;
     b1[i] = (uint8_t)(zz >> 8);
     b2[i] = (uint8_t)(zz >> 16);
