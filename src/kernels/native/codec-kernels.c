@@ -1137,16 +1137,20 @@ static napi_value delta16_decode(napi_env env, napi_callback_info info) {
     bp += NB[t];                                                                    \
     out[k] = add_ordered16(p[k], (zz_ >> 1) ^ (0u - (zz_ & 1)));                    \
   } while (0)
-  if (r.fast)
+  if (r.fast) {
+    /* a copy whose address never leaves this function, so the compiler keeps its fields in registers */
+    rans_t R = r;
     /* four tokens read at most 4 x 30 extra bits: 15 bytes, plus the 4-byte window */
-    for (; i + 4 <= N && r.ps + 8 <= r.e && (bp >> 3) + 19 <= elen; i += 4) {
+    for (; i + 4 <= N && R.ps + 8 <= R.e && (bp >> 3) + 19 <= elen; i += 4) {
       uint8_t t0, t1, t2, t3;
-      RANS_BLOCK4(&r, i, t0, t1, t2, t3);
+      RANS_BLOCK4(&R, i, t0, t1, t2, t3);
       EXTRACT16(t0, i);
       EXTRACT16(t1, i + 1);
       EXTRACT16(t2, i + 2);
       EXTRACT16(t3, i + 3);
     }
+    r = R;
+  }
 #undef EXTRACT16
   if (i < N) {
     /* the rest as the separate kernels do it: tokens, then the checked rebuild */
@@ -1195,15 +1199,18 @@ static napi_value delta32_decode(napi_env env, napi_callback_info info) {
   uint32_t* out = (uint32_t*)outA.data;
   const size_t N = (size_t)n;
   size_t i = 0, bp = 0;
-  if (r.fast)
-    for (; i + 4 <= N && r.ps + 8 <= r.e; i += 4) {
+  if (r.fast) {
+    rans_t R = r; /* kept in registers: see delta16_decode */
+    for (; i + 4 <= N && R.ps + 8 <= R.e; i += 4) {
       uint8_t t0, t1, t2, t3;
-      RANS_BLOCK4(&r, i, t0, t1, t2, t3);
+      RANS_BLOCK4(&R, i, t0, t1, t2, t3);
       out[i] = add_ordered32(p[i], zz32_read(t0, e, elen, &bp));
       out[i + 1] = add_ordered32(p[i + 1], zz32_read(t1, e, elen, &bp));
       out[i + 2] = add_ordered32(p[i + 2], zz32_read(t2, e, elen, &bp));
       out[i + 3] = add_ordered32(p[i + 3], zz32_read(t3, e, elen, &bp));
     }
+    r = R;
+  }
   if (i < N) {
     uint8_t* tk = malloc(N - i);
     if (!tk) return throw_type(env, "delta32_decode: out of memory");
@@ -1221,6 +1228,11 @@ static napi_value delta32_decode(napi_env env, napi_callback_info info) {
  * Uint32Array), mant, emin, t, k, low) -> the rANS word position; states[4] = 1 when the raw-bits
  * section's length does not match (exp-codec.ts decodeExp: ransDecodeTokens then the unpack loop).
  */
+/* gcc's SLP vectoriser packs the four states' scalar chains into vector lanes and back here, which
+   cost ~12% (3.5 vs 4.0 ns/element); the delta decoder gains from it, so only this one opts out. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-slp-vectorize")))
+#endif
 static napi_value exp_decode(napi_env env, napi_callback_info info) {
   ARGS(17);
   INT(9, n);
@@ -1275,10 +1287,11 @@ static napi_value exp_decode(napi_env env, napi_callback_info info) {
     w = le64(w);                                                  \
   } while (0)
   size_t i = 0;
-  if (r.fast)
-    for (; i + 4 <= N && r.ps + 8 <= r.e && ((((uint64_t)i + 3) * rawBits) >> 3) + 8 <= elen; i += 4) {
+  if (r.fast) {
+    rans_t R = r; /* kept in registers: see delta16_decode */
+    for (; i + 4 <= N && R.ps + 8 <= R.e && ((((uint64_t)i + 3) * rawBits) >> 3) + 8 <= elen; i += 4) {
       uint8_t t0, t1, t2, t3;
-      RANS_BLOCK4(&r, i, t0, t1, t2, t3);
+      RANS_BLOCK4(&R, i, t0, t1, t2, t3);
       WINDOW_AT(i, w0);
       UNPACK(t0, i, w0);
       WINDOW_AT(i + 1, w1);
@@ -1288,6 +1301,8 @@ static napi_value exp_decode(napi_env env, napi_callback_info info) {
       WINDOW_AT(i + 3, w3);
       UNPACK(t3, i + 3, w3);
     }
+    r = R;
+  }
 #undef WINDOW_AT
   if (i < N) {
     uint8_t* tk = malloc(N - i);
