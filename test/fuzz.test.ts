@@ -13,6 +13,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { allTargets, runTarget, type FailureRecord } from './fuzz-targets.js';
+import { codecKernelsInUse, useCodecKernels } from '../src/codec/kernels.js';
+import { loadNativeCodecKernels } from '../src/kernels/codec-native.js';
 
 const SEED = 20261130;
 
@@ -59,6 +61,34 @@ for (const target of allTargets()) {
       assert.ok(Object.keys(s.errors).length > 0, 'mutated inputs produce clean errors');
     } finally {
       await target.teardown();
+    }
+  });
+}
+
+/**
+ * The same cases once more on the JS reference loops, where the rest of the
+ * suite runs the compiled kernels (when they are built): the decoders that
+ * hostile payloads and whole damaged registries reach must hold on both.
+ * AT1_KERNELS is set too, so worker threads started meanwhile use the JS.
+ */
+const JS_AGAIN: Record<string, number> = { 'codec-payloads': 300, 'objects-e2e': 12 };
+for (const target of allTargets().filter((t) => JS_AGAIN[t.name] !== undefined)) {
+  const runs = JS_AGAIN[target.name]!;
+  test(`fuzz ${target.name} on the JS reference kernels (${runs} cases, seed ${SEED})`, { skip: loadNativeCodecKernels().kernels ? false : 'the compiled kernels are not built: every fuzz test above already ran the JS loops' }, async () => {
+    const before = { env: process.env['AT1_KERNELS'], kernels: codecKernelsInUse() };
+    process.env['AT1_KERNELS'] = 'js';
+    useCodecKernels('js');
+    await target.setup();
+    try {
+      const s = await runTarget(target, { runs, seed: SEED, shrinkBudget: 25 });
+      assert.equal(s.cases, runs);
+      assert.equal(s.failures, 0, s.failureRecords.map((f) => report(target.name, f)).join('\n\n'));
+      assert.ok(Object.keys(s.errors).length > 0, 'mutated inputs produce clean errors');
+    } finally {
+      await target.teardown();
+      if (before.env === undefined) delete process.env['AT1_KERNELS'];
+      else process.env['AT1_KERNELS'] = before.env;
+      useCodecKernels(before.kernels === 'native' ? 'native' : 'auto');
     }
   });
 }
