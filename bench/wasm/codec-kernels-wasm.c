@@ -8,7 +8,7 @@
  *
  * The JS side (codec-kernels-wasm.ts) reserves buffers with at1w_alloc,
  * copies a chunk's arrays in, fills the slots, calls at1w_call(kernel, argc)
- * and copies results out. Build: bench/wasm/build.ts (clang + lld).
+ * and copies results out. Build: buildCodecKernelsWasm in codec-kernels-wasm.ts (clang + lld).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -30,7 +30,7 @@ void* memset(void* d, int c, size_t n) {
   return d;
 }
 
-/* A bump arena: buffers for the JS side, and the kernels' own malloc (rans_encode's reciprocal table), released after each call. */
+/* A bump arena: buffers for the JS side, and the kernels' own malloc/calloc (rans_encode's reciprocal table, tokenise16's histogram copies, the fused decoders' tail tokens), released after each call. */
 extern unsigned char __heap_base;
 static uintptr_t heap_top = 0;
 
@@ -47,6 +47,13 @@ static void* bump(size_t n) {
   return (void*)p;
 }
 void* malloc(size_t n) { return bump(n); }
+/* zeroed: the arena is reused after each call, so fresh bytes are not zero */
+void* calloc(size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size) return NULL;
+  void* p = bump(n * size);
+  if (p) memset(p, 0, n * size);
+  return p;
+}
 void free(void* p) { (void)p; }
 
 /* ---------- the Node-API stand-in ---------- */

@@ -37,6 +37,7 @@ export function buildCodecKernelsWasm(outDir: string, simd: boolean): string {
     ...wasmFlags(simd),
     // The bump malloc is defined in the same file; as a builtin, clang would take it to touch no visible state and move it across the arena's bookkeeping.
     '-fno-builtin-malloc',
+    '-fno-builtin-calloc',
     '-fno-builtin-free',
     '-Wall',
     '-Wextra',
