@@ -65,7 +65,8 @@ struct at1w_call {
   at1w_slot* argv;
 };
 
-#define MAX_ARGS 16
+/* expDecode takes 17 arguments; the last slot stands for a missing argument */
+#define MAX_ARGS 24
 #define MAX_FNS 32
 static at1w_slot slots[MAX_ARGS];
 static at1w_slot result;
@@ -126,6 +127,7 @@ EXPORT("at1w_init") int32_t at1w_init(void) {
 }
 EXPORT("at1w_fn_name") const char* at1w_fn_name(int32_t i) { return i >= 0 && (size_t)i < nfns ? fns[i].utf8name : NULL; }
 EXPORT("at1w_slots") at1w_slot* at1w_slots(void) { return slots; }
+EXPORT("at1w_max_args") int32_t at1w_max_args(void) { return MAX_ARGS - 1; }
 EXPORT("at1w_alloc") void* at1w_alloc(uint32_t n) { return bump(n); }
 EXPORT("at1w_heap_top") uint32_t at1w_heap_top(void) { return (uint32_t)heap_top; }
 EXPORT("at1w_reset") void at1w_reset(uint32_t top) { heap_top = top; }
