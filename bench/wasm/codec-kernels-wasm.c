@@ -8,7 +8,7 @@
  *
  * The JS side (codec-kernels-wasm.ts) reserves buffers with at1w_alloc,
  * copies a chunk's arrays in, fills the slots, calls at1w_call(kernel, argc)
- * and copies results out. Build: bench/wasm/build.ts (clang + lld).
+ * and copies results out. Build: buildCodecKernelsWasm in codec-kernels-wasm.ts (clang + lld).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -30,7 +30,7 @@ void* memset(void* d, int c, size_t n) {
   return d;
 }
 
-/* A bump arena: buffers for the JS side, and the kernels' own malloc (rans_encode's reciprocal table), released after each call. */
+/* A bump arena: buffers for the JS side, and the kernels' own malloc/calloc (rans_encode's reciprocal table, tokenise16's histogram copies, the fused decoders' tail tokens), released after each call. */
 extern unsigned char __heap_base;
 static uintptr_t heap_top = 0;
 
@@ -47,6 +47,13 @@ static void* bump(size_t n) {
   return (void*)p;
 }
 void* malloc(size_t n) { return bump(n); }
+/* zeroed: the arena is reused after each call, so fresh bytes are not zero */
+void* calloc(size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size) return NULL;
+  void* p = bump(n * size);
+  if (p) memset(p, 0, n * size);
+  return p;
+}
 void free(void* p) { (void)p; }
 
 /* ---------- the Node-API stand-in ---------- */
@@ -58,7 +65,8 @@ struct at1w_call {
   at1w_slot* argv;
 };
 
-#define MAX_ARGS 16
+/* expDecode takes 17 arguments; the last slot stands for a missing argument */
+#define MAX_ARGS 24
 #define MAX_FNS 32
 static at1w_slot slots[MAX_ARGS];
 static at1w_slot result;
@@ -119,6 +127,7 @@ EXPORT("at1w_init") int32_t at1w_init(void) {
 }
 EXPORT("at1w_fn_name") const char* at1w_fn_name(int32_t i) { return i >= 0 && (size_t)i < nfns ? fns[i].utf8name : NULL; }
 EXPORT("at1w_slots") at1w_slot* at1w_slots(void) { return slots; }
+EXPORT("at1w_max_args") int32_t at1w_max_args(void) { return MAX_ARGS - 1; }
 EXPORT("at1w_alloc") void* at1w_alloc(uint32_t n) { return bump(n); }
 EXPORT("at1w_heap_top") uint32_t at1w_heap_top(void) { return (uint32_t)heap_top; }
 EXPORT("at1w_reset") void at1w_reset(uint32_t top) { heap_top = top; }

@@ -37,6 +37,7 @@ export function buildCodecKernelsWasm(outDir: string, simd: boolean): string {
     ...wasmFlags(simd),
     // The bump malloc is defined in the same file; as a builtin, clang would take it to touch no visible state and move it across the arena's bookkeeping.
     '-fno-builtin-malloc',
+    '-fno-builtin-calloc',
     '-fno-builtin-free',
     '-Wall',
     '-Wextra',
@@ -84,6 +85,7 @@ interface Exports {
   at1w_init(): number;
   at1w_fn_name(i: number): number;
   at1w_slots(): number;
+  at1w_max_args(): number;
   at1w_alloc(n: number): number;
   at1w_heap_top(): number;
   at1w_reset(top: number): void;
@@ -141,7 +143,9 @@ export class WasmCodecKernels {
   call(name: string, args: ReadonlyArray<WasmArray | number | null>): number | undefined {
     const i = this.fnIndex.get(name);
     if (i === undefined) throw new Error(`wasm: no kernel ${name}`);
-    const dv = new DataView(this.x.memory.buffer, this.x.at1w_slots(), 16 * 24);
+    const max = this.x.at1w_max_args();
+    if (args.length > max) throw new Error(`wasm ${name}: ${args.length} arguments, the module has slots for ${max} (MAX_ARGS in codec-kernels-wasm.c)`);
+    const dv = new DataView(this.x.memory.buffer, this.x.at1w_slots(), max * 24);
     args.forEach((a, k) => {
       const o = k * 24;
       if (a === null) dv.setInt32(o, 0, true);
