@@ -18,6 +18,8 @@ export interface ChunkSource {
   readUnverified(digest: string, length: number, out?: Uint8Array): Promise<Uint8Array>;
   /** How many reads to keep in flight. */
   readonly window: number;
+  /** Decodes on worker threads: an `out` in a SharedArrayBuffer is decoded into directly, so output buffers should be shared (slot-ring.ts). Absent: in-process. */
+  readonly sharedOutput?: boolean;
   close(): Promise<void>;
 }
 
@@ -54,6 +56,7 @@ export function readerSource(reader: ChunkReader, window = isRemote(reader) ? RE
     readInto: (d, out) => reader.readInto(d, out),
     readUnverified: (d, n, out) => reader.readUnverified(d, n, out),
     window,
+    sharedOutput: reader.decoder.sharedOutput,
     close: async () => undefined,
   };
 }
