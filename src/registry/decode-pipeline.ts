@@ -165,11 +165,17 @@ export async function* decodePieces(source: ChunkSource, pieceList: Iterable<Pie
     }
     return new Error('bytes do not match the recorded SHA-256');
   };
+  // Decoded into shared memory: the tensors' digests are computed on the source's hashing worker, not here.
+  const hasher = ring?.shared ? source.hasher : undefined;
+  let stream = -1;
   for await (const { p, bytes, e, slot } of results) {
     let lentUntil: Promise<unknown> | undefined;
+    let hashed: Promise<unknown> | undefined;
     try {
       if (p.first) {
+        if (hasher && stream >= 0) void hasher.digest(stream).catch(() => undefined); // ends a failed tensor's stream
         hash = newSha256();
+        stream = hasher ? hasher.open() : -1;
         broken = false;
         group = [];
       }
@@ -182,8 +188,20 @@ export async function* decodePieces(source: ChunkSource, pieceList: Iterable<Pie
         yield { piece: p, error: failure(p, why) };
         continue;
       }
-      hash.update(bytes);
-      if (p.last && hash.digest('hex') !== (p.tensor ? p.tensor.sha256 : p.blob!.sha256)) {
+      let digest: string | undefined;
+      if (hasher) {
+        // A slice's bytes are not in the ring (not shared memory): those few are hashed here, into the same stream order.
+        if (bytes.buffer instanceof SharedArrayBuffer) hashed = hasher.update(stream, bytes);
+        else await hasher.update(stream, copyShared(bytes));
+        if (p.last) {
+          digest = await hasher.digest(stream);
+          stream = -1;
+        }
+      } else {
+        hash.update(bytes);
+        if (p.last) digest = hash.digest('hex');
+      }
+      if (p.last && digest !== (p.tensor ? p.tensor.sha256 : p.blob!.sha256)) {
         broken = true;
         yield { piece: p, error: failure(p, await diagnose(group)) };
         continue;
@@ -191,9 +209,9 @@ export async function* decodePieces(source: ChunkSource, pieceList: Iterable<Pie
       yield slot ? { piece: p, bytes, lend: (until) => void (lentUntil = until) } : { piece: p, bytes };
     } finally {
       // Back in the ring only now: the consumer has finished with the bytes (it asked for the next result, or stopped), and whatever it lent them to has too.
-      if (slot && lentUntil) {
+      if (slot && (lentUntil || hashed)) {
         const back = (): void => ring!.release(slot);
-        lentUntil.then(back, back);
+        Promise.allSettled([lentUntil, hashed]).then(back, back);
       } else if (slot) ring!.release(slot);
     }
   }
@@ -226,6 +244,13 @@ export function checkPlacement(f: SafetensorsFile, headerBytes: Uint8Array, wher
     const same = a.name === b.name && a.dtype === b.dtype && a.begin === b.offset && a.end - a.begin === b.length && a.shape.length === b.shape.length && a.shape.every((d, k) => d === b.shape[k]);
     if (!same) fail(`tensor ${i} in data order is ${JSON.stringify(a.name)} (${a.dtype} ${JSON.stringify(a.shape)} at ${a.begin}) in the header, ${JSON.stringify(b.name)} (${b.dtype} ${JSON.stringify(b.shape)} at ${b.offset}) in the manifest`);
   }
+}
+
+/** A copy of `b` in shared memory, for the hashing worker. */
+function copyShared(b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(new SharedArrayBuffer(b.length));
+  out.set(b);
+  return out;
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
