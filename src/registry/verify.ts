@@ -11,7 +11,7 @@ import { chunkSource, type ChunkSource } from './chunk-source.js';
 import type { VersionManifest } from './manifest.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
-import { decodePieces, filePieces } from './decode-pipeline.js';
+import { decodePieces, filePieces, type DecodeOptions } from './decode-pipeline.js';
 
 export interface VerifyFailure {
   version: string;
@@ -34,7 +34,12 @@ export interface VerifyReport {
   versions: VersionVerdict[];
 }
 
-export async function verifyVersion(source: ChunkSource, m: VersionManifest, onBytes: (n: number) => void, signal?: AbortSignal): Promise<VersionVerdict> {
+/**
+ * `opts.reuseBuffers` decodes into a ring of buffers (decode-pipeline.ts):
+ * only when this is the last version the source's memo serves, since chunks
+ * decoded into the ring are not kept as the next version's references.
+ */
+export async function verifyVersion(source: ChunkSource, m: VersionManifest, onBytes: (n: number) => void, signal?: AbortSignal, opts: DecodeOptions = {}): Promise<VersionVerdict> {
   const failures: VerifyFailure[] = [];
   let bytes = 0;
   let tensors = 0;
@@ -43,7 +48,7 @@ export async function verifyVersion(source: ChunkSource, m: VersionManifest, onB
     const fileHash = newSha256();
     const before = failures.length;
     if (f.kind === 'safetensors') tensors += f.tensors.length;
-    for await (const r of decodePieces(source, filePieces(f), where)) {
+    for await (const r of decodePieces(source, filePieces(f), where, opts)) {
       signal?.throwIfAborted();
       if (r.error) {
         failures.push({ ...where, tensor: r.piece.tensor?.name, reason: r.error.message });
@@ -79,12 +84,12 @@ async function verifyUnderLease(reg: Registry, name: string | undefined, onProgr
   // Its memo spans every version verified: a version's chunks are decoded once, for their own check and as the next version's references.
   const source = chunkSource(new ChunkReader(reg.store).withMemo(), total, reg.settings);
   try {
-    for (const m of manifests) {
+    for (const [i, m] of manifests.entries()) {
       versions.push(
         await verifyVersion(source, m, (n) => {
           done += n;
           onProgress?.({ label: `verify ${m.name}`, done, total, unit: 'bytes' });
-        }, signal),
+        }, signal, { reuseBuffers: i === manifests.length - 1 }),
       );
     }
   } finally {
