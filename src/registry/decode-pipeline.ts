@@ -253,7 +253,8 @@ function copyShared(b: Uint8Array): Uint8Array {
   return out;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
+/** The parts joined (the one part itself when there is one). */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   if (parts.length === 1) return parts[0]!;
   const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
   let at = 0;
@@ -283,7 +284,7 @@ export async function* readFileResults(m: VersionManifest, f: FileEntry, source:
     if (r.error) throw r.error;
     if (header && f.kind === 'safetensors' && r.piece.blob === f.header) {
       header.push(r.bytes!.slice()); // a copy: the slot is reused once this piece is written
-      if (r.piece.last) checkPlacement(f, concat(header), where);
+      if (r.piece.last) checkPlacement(f, concatBytes(header), where);
     }
     yield r as PieceResult & { bytes: Uint8Array };
   }
