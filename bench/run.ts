@@ -1,5 +1,10 @@
 /**
- * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints,s3] [--s3-params N] [--no-xz]`
+ * `npm run bench [-- FAMILY_DIR] [--params N] [--checkpoints N] [--levels fast,max] [--only family,speed,checkpoints,s3,search] [--s3-params N] [--search-params N] [--no-xz] [--no-js-rows] [--speed-data DIR]`
+ * (--no-js-rows: skip the speed rows that force the JS kernels, for very large --params;
+ *  --speed-data DIR: keep the generated speed pair in DIR and reuse it on the next run)
+ *
+ * `search` (not in the default set) compares the encoder search at 'max'
+ * with the exhaustive one on the same chunks (search-bench.ts).
  *
  * `s3` runs when an S3 service is configured (AT1_S3_TEST_BUCKET from
  * scripts/ceph-test-cluster.sh, or AT1_S3_BENCH_BUCKET with the AWS
@@ -18,7 +23,9 @@ import { table } from '../src/cli/output.js';
 import { checkpointBench } from './checkpoint-bench.js';
 import { familyBench, type FamilyResult } from './family-bench.js';
 import { throughputBench } from './throughput-bench.js';
+import { loadNativeCodecKernels } from '../src/kernels/codec-native.js';
 import { s3Bench } from './s3-bench.js';
+import { searchBench } from './search-bench.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const { values, positionals } = parseArgs({
@@ -30,7 +37,10 @@ const { values, positionals } = parseArgs({
     levels: { type: 'string', default: 'max,fast' },
     only: { type: 'string', default: 'family,speed,checkpoints,s3' },
     's3-params': { type: 'string', default: '5e7' },
+    'search-params': { type: 'string', default: '1e8' },
     'no-xz': { type: 'boolean', default: false },
+    'no-js-rows': { type: 'boolean', default: false },
+    'speed-data': { type: 'string' },
   },
 });
 const familyDir = resolve(positionals[0] ?? join(REPO, '../shared/fixtures/tinystories'));
@@ -38,6 +48,12 @@ const levels = values.levels.split(',') as Level[];
 const only = new Set(values.only.split(','));
 const log = (s: string): void => void process.stderr.write(s + '\n');
 const r3 = (x: number): string => x.toFixed(3);
+/** Which codec kernels the at1 child processes use (they inherit AT1_KERNELS). */
+function kernelsNote(): string {
+  const env = process.env['AT1_KERNELS'];
+  if (env === 'js') return 'JS reference (AT1_KERNELS=js)';
+  return loadNativeCodecKernels().kernels ? 'compiled (Node-API addon)' : 'JS reference (the addon is not built)';
+}
 const results: Record<string, unknown> = { date: new Date().toISOString(), familyDir, node: process.version };
 
 function printFamily(f: FamilyResult): void {
@@ -72,14 +88,19 @@ if (only.has('family')) {
 
 if (only.has('speed')) {
   log(`throughput (${values.params} parameters)`);
-  const s = await throughputBench(Number(values.params), levels, log);
-  console.log(`\n## Throughput and memory, synthetic ${(s.params / 1e9).toFixed(2)}B-parameter bf16 family (input MB/s for add, output MB/s for get)\n`);
-  const limit = s.rows.find((r) => r.what.startsWith('zstd -d'));
-  // Tensor-fetch rows compare with the raw read printed right after each.
-  const rows = [['what', 'bytes', 'seconds', 'MB/s', 'peak RSS MB', 'vs zstd -d + sha256']];
-  for (const r of s.rows) rows.push([r.what, String(r.bytes), r.seconds.toFixed(2), r.mbPerSec.toFixed(0), r.peakRssBytes ? (r.peakRssBytes / 1e6).toFixed(0) : '-', limit ? r3(r.mbPerSec / limit.mbPerSec) : '-']);
-  console.log(table(rows, [false, true, true, true, true, true]));
-  console.log('\ntargets: add >= 250 MB/s, get + verify >= 500 MB/s, peak RSS <= 1 GiB');
+  const s = await throughputBench(Number(values.params), levels, log, !values['no-js-rows'], values['speed-data'] ? resolve(values['speed-data']) : undefined);
+  console.log(`\n## Throughput and memory, synthetic ${(s.params / 1e9).toFixed(2)}B-parameter bf16 family (MB/s of the fine-tune's raw size; kernels: ${kernelsNote()})\n`);
+  const addLimit = s.rows.find((r) => r.kind === 'baseline-add');
+  const getLimit = s.rows.find((r) => r.kind === 'baseline-get');
+  const rows = [['what', 'bytes', 'seconds', 'MB/s', 'peak RSS MB', 'vs its baseline', 'fine-tune stored', 'of raw']];
+  for (const r of s.rows) {
+    const lim = r.kind === 'add' ? addLimit : r.kind === 'get' ? getLimit : undefined;
+    const vs = lim ? `${r3(r.mbPerSec / lim.mbPerSec)} of ${lim === addLimit ? 'zstd -3 -T2 + sha256sum' : 'zstd -dc | sha256sum'}` : '-';
+    rows.push([r.what, String(r.bytes), r.seconds.toFixed(2), r.mbPerSec.toFixed(0), r.peakRssBytes ? (r.peakRssBytes / 1e6).toFixed(0) : '-', vs, r.storedBytes !== undefined ? String(r.storedBytes) : '-', r.storedBytes !== undefined ? r3(r.storedBytes / r.bytes) : '-']);
+  }
+  console.log(table(rows, [false, true, true, true, true, false, true, true]));
+  if (s.sameObjectsWithJs !== undefined) console.log(`\nobjects stored with the JS kernels forced ${s.sameObjectsWithJs ? 'are byte-identical to' : 'DIFFER FROM'} those stored with the compiled kernels`);
+  console.log('targets (issue 14): get + verify at the default level >= 1.0 of zstd -dc | sha256sum; add at the default level >= 0.6 of zstd -3 -T2 + sha256sum; peak RSS <= 1 GiB');
   results.throughput = s;
 }
 
@@ -137,6 +158,19 @@ if (only.has('s3')) {
     console.log('\nat1 rows move both files (base + fine-tune); the SDK rows move the raw base file once, uncompressed, unverified.');
     results.s3 = s;
   }
+}
+
+if (only.has('search')) {
+  log(`encoder search (${familyDir}, synthetic ${values['search-params']} parameters)`);
+  const s = await searchBench(familyDir, Number(values['search-params']), log);
+  const rows = [['chunks of', 'chunks', 'raw bytes', 'exhaustive bytes', 'search bytes', 'search / exhaustive', 'other winner', 'exhaustive s', 'search s', 'speed-up']];
+  for (const r of [...s.family, ...s.synthetic]) {
+    rows.push([r.what, String(r.chunks), String(r.raw), String(r.exhaustiveBytes), String(r.estimateBytes), (r.estimateBytes / r.exhaustiveBytes).toFixed(4), String(r.differentWinner), r.exhaustiveSeconds.toFixed(2), r.estimateSeconds.toFixed(2), r3(r.exhaustiveSeconds / r.estimateSeconds)]);
+  }
+  console.log(`\n## Encoder search at max against trying every codec, same chunks, same run (payload bytes; single-thread encode seconds); family ${familyDir}, synthetic ${(s.params / 1e9).toFixed(2)}B bf16 pair\n`);
+  console.log(table(rows, [false, true, true, true, true, true, true, true, true, true]));
+  console.log('\ntarget: search / exhaustive <= 1.01 on every row');
+  results.search = s;
 }
 
 const dir = join(REPO, 'bench/results');

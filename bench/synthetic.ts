@@ -10,7 +10,7 @@
 import { openSync, writeSync, closeSync } from 'node:fs';
 
 /** A fast deterministic PRNG (xorshift32). */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let s = seed >>> 0 || 0x9e3779b9;
   return () => {
     s ^= s << 13;
@@ -93,6 +93,11 @@ export function llamaShapes(params: number): Shape[] {
 
 export function paramCount(shapes: readonly Shape[]): number {
   return shapes.reduce((a, s) => a + s.shape[0] * s.shape[1], 0);
+}
+
+/** Bytes of the safetensors header (length prefix included) writeChain writes for these shapes. */
+export function headerBytesFor(shapes: readonly Shape[]): number {
+  return headerFor(shapes).length;
 }
 
 function headerFor(shapes: readonly Shape[]): Uint8Array {

@@ -27,6 +27,8 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { At1Error, IntegrityError } from '../src/errors.js';
 import { codecById } from '../src/codec/index.js';
+import { codecKernelsInUse, useCodecKernels } from '../src/codec/kernels.js';
+import { loadNativeCodecKernels } from '../src/kernels/codec-native.js';
 import type { ChunkContext, Level } from '../src/codec/types.js';
 import { f32ToF16 } from '../src/codec/numeric/float.js';
 import { dtypeInfo } from '../src/format/dtype.js';
@@ -1108,6 +1110,49 @@ export function codecTarget(): Target<CodecCase, { s: CodecSample; payload: Uint
   };
 }
 
+/**
+ * The codec-payloads cases decoded twice, by the compiled kernels and by the
+ * JS reference: both must give the same bytes, or fail with the same error
+ * (code and message). Only listed when the addon loads.
+ */
+export function codecKernelsTarget(): Target<CodecCase, { s: CodecSample; payload: Uint8Array }, { native: string; js: string; bytes?: Uint8Array }> {
+  const inner = codecTarget();
+  let before: 'native' | 'js' = 'native';
+  const outcome = (s: CodecSample, payload: Uint8Array, kind: 'native' | 'js'): { text: string; bytes?: Uint8Array; error?: unknown } => {
+    useCodecKernels(kind);
+    try {
+      const b = codecById(s.codec, s.what).decode(payload, s.raw.length, s.ctx);
+      return { text: `bytes ${createHash('sha256').update(b).digest('hex')}`, bytes: b };
+    } catch (e) {
+      return { text: e instanceof At1Error ? `${e.code}: ${e.message}` : `${e instanceof Error ? e.name : 'throw'}: ${e instanceof Error ? e.message : String(e)}`, error: e };
+    }
+  };
+  return {
+    ...inner,
+    name: 'codec-kernels',
+    what: 'the codec-payloads cases decoded by the compiled kernels and by the JS reference: same bytes or the same error',
+    async setup() {
+      before = codecKernelsInUse();
+      await inner.setup();
+    },
+    async teardown() {
+      useCodecKernels(before);
+    },
+    exec: async ({ s, payload }) => {
+      const n = outcome(s, payload, 'native');
+      const j = outcome(s, payload, 'js');
+      useCodecKernels(before);
+      // the same error from both is this case's (clean or not) outcome
+      if (n.text === j.text && n.error !== undefined) throw n.error;
+      return { native: n.text, js: j.text, bytes: n.bytes };
+    },
+    check(_input, out) {
+      if (out.native !== out.js) fail(`the compiled kernels and the JS reference disagree: native ${out.native}; js ${out.js}`);
+      return { ok: true as const, note: out.bytes ? 'same bytes' : 'same error' };
+    },
+  };
+}
+
 // ================================================================ shared registry for the end-to-end targets
 
 interface Usage {
@@ -1794,5 +1839,6 @@ export type AnyTarget = Target<any, any, any>;
 
 export function allTargets(): AnyTarget[] {
   // the quick parser targets first, the end-to-end ones (a restore and a verify per case) last
-  return [safetensorsTarget(), objectHeaderTarget(), codecTarget(), manifestParseTarget(), shardIndexTarget(), manifestE2eTarget(), objectsE2eTarget()];
+  const kernels = loadNativeCodecKernels().kernels ? [codecKernelsTarget()] : [];
+  return [safetensorsTarget(), objectHeaderTarget(), codecTarget(), ...kernels, manifestParseTarget(), shardIndexTarget(), manifestE2eTarget(), objectsE2eTarget()];
 }

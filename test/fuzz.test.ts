@@ -20,6 +20,7 @@ const RUNS: Record<string, number> = {
   safetensors: 300,
   'object-header': 300,
   'codec-payloads': 300,
+  'codec-kernels': 300,
   'objects-e2e': 12,
   'manifest-parse': 150,
   'manifest-e2e': 40,

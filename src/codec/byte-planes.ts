@@ -8,6 +8,8 @@
  * data is): one load or store per element instead of one per byte, which
  * made this the hottest loop of a restore before.
  */
+import { nativeKernels } from './kernels.js';
+
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 function aligned(b: Uint8Array, width: number): boolean {
@@ -15,6 +17,18 @@ function aligned(b: Uint8Array, width: number): boolean {
 }
 
 export function splitPlanes(src: Uint8Array, width: number): Uint8Array[] {
+  const K = nativeKernels();
+  if (K && (width === 2 || width === 4)) {
+    const n = Math.floor(src.length / width);
+    const planes = Array.from({ length: width }, () => new Uint8Array(n));
+    K.splitPlanes(src, ...planes);
+    return planes;
+  }
+  return splitPlanesJs(src, width);
+}
+
+/** The reference: splitPlanes in plain JS. */
+export function splitPlanesJs(src: Uint8Array, width: number): Uint8Array[] {
   const n = Math.floor(src.length / width);
   const planes = Array.from({ length: width }, () => new Uint8Array(n));
   if (width === 2 && aligned(src, 4)) {
@@ -55,6 +69,13 @@ export function splitPlanes(src: Uint8Array, width: number): Uint8Array[] {
 }
 
 export function joinPlanes(planes: readonly Uint8Array[], out: Uint8Array): void {
+  const K = nativeKernels();
+  if (K && (planes.length === 2 || planes.length === 4) && planes.every((p) => p.length === planes[0]!.length)) K.joinPlanes(out, ...planes);
+  else joinPlanesJs(planes, out);
+}
+
+/** The reference: joinPlanes in plain JS. */
+export function joinPlanesJs(planes: readonly Uint8Array[], out: Uint8Array): void {
   const width = planes.length;
   const n = planes[0]?.length ?? 0;
   const [lo, hi] = planes as [Uint8Array, Uint8Array];

@@ -20,8 +20,11 @@ export function codecById(id: number, what: string): Codec {
 }
 
 /**
- * Codecs the encoder tries at a level. 'max' tries every codec and keeps the
- * smallest payload. 'fast' is an ordered preference list: the first codec
+ * Codecs the encoder may try at a level. 'max': every codec, smallest
+ * payload kept; the encoder prunes this list per chunk by a sample of it
+ * (search.ts planSearch: only codecs whose sample payload is within 3% of
+ * the best, and float-lowrank only where its detection finds structure, are
+ * run on the whole chunk). 'fast' is an ordered preference list: the first codec
  * that accepts the chunk and beats raw wins (the numeric delta codec for
  * float relatives, BitX for other same-width relatives, byte-grouped zstd
  * standalone), so each chunk is encoded once or twice, not six times.

@@ -21,7 +21,9 @@ export const advancedCodecs: Codec[] = [floatExpCodec, floatDeltaCodec, floatTra
  * SHA-256 on one core here, 0.82-0.87 of BitX's size); float-traj and
  * float-lowrank have no faster model than that and float-exp decodes at rANS
  * speed, so standalone chunks are better left to grouped-zstd. 'max': all
- * four (~90-110 MB/s encode and ~120-160 MB/s decode for the rANS delta
+ * four, pruned per chunk by the encoder search (../search.ts: a sample of
+ * the chunk decides which run in full; float-lowrank behind its detection
+ * gate) (~90-110 MB/s encode and ~120-160 MB/s decode for the rANS delta
  * codecs; float-lowrank ~15 / ~65 MB/s on chunks where it finds structure).
  */
 export const advancedCodecsFor: Record<Level, readonly Codec[]> = {

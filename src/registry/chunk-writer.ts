@@ -1,7 +1,8 @@
 /**
- * Stores one chunk: dedup by digest, else encode with every codec that
- * accepts it (standalone and against the reference chunks offered), keep
- * the smallest payload, check that it decodes back to the same bytes
+ * Stores one chunk: dedup by digest, else encode with the codecs that
+ * accept it (standalone and against the reference chunks offered; at 'max'
+ * those a sample of the chunk shows can win, codec/search.ts), keep the
+ * smallest payload, check that it decodes back to the same bytes
  * (verify on write: a codec bug must never reach the disk), then write the
  * object. The raw codec is always a candidate, so no object is larger than
  * its raw bytes plus a header of at most a few hundred bytes.
@@ -14,6 +15,7 @@
  */
 import { At1Error } from '../errors.js';
 import { encoderCandidates, type Codec, type Level, type RefChunk } from '../codec/index.js';
+import { planSearch, type SearchMode } from '../codec/search.js';
 import { encodeObject } from '../format/object.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { sha256Hex } from '../util/hash.js';
@@ -41,15 +43,20 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
-/** The smallest encoding of `raw` among all codecs that accept it with (a prefix of) `refs`. */
-export function bestEncoding(raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level): Encoding {
+/**
+ * The smallest encoding of `raw` among the codecs that accept it with (a
+ * prefix of) `refs`. At 'max' the candidates are first pruned by a sample
+ * of the chunk (codec/search.ts: codecs whose sample payload is clearly
+ * larger than the best are not run on the whole chunk); `search:
+ * 'exhaustive'` encodes with every candidate, as benchmarks and tests do to
+ * measure what the pruning costs. 'fast' takes the first candidate that
+ * beats raw.
+ */
+export function bestEncoding(raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level, search: SearchMode = 'estimate'): Encoding {
   let best: Encoding | undefined;
-  for (const codec of encoderCandidates(level)) {
-    if (codec.refCount > refs.length) continue;
+  for (const codec of planSearch(raw, dtype, refs, level, encoderCandidates(level), search).codecs) {
     const used = refs.slice(0, codec.refCount);
-    const ctx = { dtype, refs: used };
-    if (!codec.accepts(raw.length, ctx)) continue;
-    const payload = codec.encode(raw, ctx, level);
+    const payload = codec.encode(raw, { dtype, refs: used }, level);
     if (!best || payload.length < best.payload.length) best = { codec, payload, refs: used };
     if (level === 'fast' && payload.length < raw.length) break; // 'fast': the first codec that pays wins
   }
@@ -62,8 +69,8 @@ export function bestEncoding(raw: Uint8Array, dtype: string, refs: readonly Refe
  * it decodes back to `raw` (verify on write: a codec bug must fail here, not
  * in a restore months later).
  */
-export function encodeVerified(raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level): { object: Uint8Array; codec: string; depth: number } {
-  const best = bestEncoding(raw, dtype, refs, level);
+export function encodeVerified(raw: Uint8Array, dtype: string, refs: readonly Reference[], level: Level, search: SearchMode = 'estimate'): { object: Uint8Array; codec: string; depth: number } {
+  const best = bestEncoding(raw, dtype, refs, level, search);
   const check = best.codec.decode(best.payload, raw.length, { dtype, refs: best.refs });
   if (!equalBytes(check, raw)) {
     throw new At1Error('E_INPUT', `codec ${best.codec.name} failed its round-trip check on a ${dtype} chunk; nothing was stored (please report this)`);

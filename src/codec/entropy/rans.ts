@@ -20,6 +20,7 @@
  */
 import { corrupt } from './bitio.js';
 import type { TokenModel } from './model.js';
+import { nativeKernels } from '../kernels.js';
 
 export const RANS_L = 1 << 15;
 
@@ -29,6 +30,31 @@ export const RANS_L = 1 << 15;
  * (states + words). Unrolled over the four states like the decoder.
  */
 export function ransEncode(tok: Uint8Array, src: Uint16Array | null, shift: number, n: number, model: TokenModel): Uint8Array {
+  const K = nativeKernels();
+  if (!K) return ransEncodeJs(tok, src, shift, n, model);
+  const { fc, rowOf } = encodeTables(model);
+  const out = new Uint8Array(16 + 2 * (n + 8));
+  const len = K.ransEncode(tok, src, shift, n, fc, rowOf, model.prec, out);
+  if (len < 0) throw new Error('rANS encode: a token has no frequency in its table');
+  return out.slice(0, len);
+}
+
+/** (group, token) -> frequency and start, interleaved; and per raw context its row offset in that array. */
+function encodeTables(model: TokenModel): { fc: Int32Array; rowOf: Int32Array } {
+  const { alphabet: S, freq, cum, groupOf } = model;
+  const G = model.groups;
+  const fc = new Int32Array(2 * G * S);
+  for (let k = 0; k < G * S; k++) {
+    fc[2 * k] = freq[k]!;
+    fc[2 * k + 1] = cum[k]!;
+  }
+  const rowOf = new Int32Array(groupOf.length);
+  for (let r = 0; r < groupOf.length; r++) rowOf[r] = groupOf[r]! * S * 2;
+  return { fc, rowOf };
+}
+
+/** The reference: ransEncode in plain JS (the compiled kernel gives the same bytes). */
+export function ransEncodeJs(tok: Uint8Array, src: Uint16Array | null, shift: number, n: number, model: TokenModel): Uint8Array {
   const { prec, alphabet: S, freq, cum, groupOf } = model;
   // (group, token) -> frequency and start, interleaved, and the renormalisation bound per entry
   const G = model.groups;
@@ -177,12 +203,33 @@ export class RansStream {
 }
 
 /**
+ * What the compiled decoders take besides the stream: the four states (and
+ * a fifth slot for a fused kernel's status) and each raw context's row base.
+ */
+export function nativeRansArgs(rs: RansStream, tables: DecodeTables, groupOf: Uint16Array): { states: Int32Array; base: Int32Array } {
+  const base = new Int32Array(groupOf.length);
+  for (let r = 0; r < groupOf.length; r++) base[r] = groupOf[r]! << tables.prec;
+  return { states: new Int32Array([rs.x0, rs.x1, rs.x2, rs.x3, 0]), base };
+}
+
+/** Back into the stream after a compiled decoder: its final states and word position. */
+export function settleNativeRans(rs: RansStream, states: Int32Array, pos: number): void {
+  rs.x0 = states[0]!;
+  rs.x1 = states[1]!;
+  rs.x2 = states[2]!;
+  rs.x3 = states[3]!;
+  rs.pos = pos;
+}
+
+/**
  * Decode n tokens into tok. The table of element i is groupOf[src[i] >>> shift]
  * (src: the context source, e.g. the reference's bf16 bits with shift = 7 to
  * keep sign+exponent, or a precomputed context array with shift = 0); with
  * src = null every element uses table 0. Unrolled over the four states: the
  * lanes' table lookups then overlap (measured 7.6 -> 3.1..5.5 ns/token
- * against a state array indexed by i&3).
+ * against a state array indexed by i&3). When the compiled kernels are
+ * loaded the codecs decode with their fused decoders instead (the same
+ * tokens, states and position: test/codec-kernels-native.test.ts).
  */
 export function ransDecodeTokens(
   rs: RansStream,

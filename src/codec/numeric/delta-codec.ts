@@ -11,7 +11,8 @@
  */
 import { ByteReader, ByteWriter, corrupt } from '../entropy/bitio.js';
 import { buildModel } from '../entropy/model.js';
-import { ransDecodeTokens, ransEncode } from '../entropy/rans.js';
+import { nativeRansArgs, ransDecodeTokens, ransEncode, settleNativeRans } from '../entropy/rans.js';
+import { nativeKernels } from '../kernels.js';
 import type { ChunkContext, Codec } from '../types.js';
 import { allocating, intoAligned } from '../decode-into.js';
 import { TRAJ_CLASSES, contexts16, contexts32, rebuild16, rebuild32, tokenise16, tokenise32 } from './delta-core.js';
@@ -145,14 +146,36 @@ export function decodePredicted(
     return undefined;
   });
   const pp = f.mode === MODE_TRAJ ? ppOf!() : null;
-  const tok = new Uint8Array(n);
   if (fmt.width === 16) {
     const c = pp ? contexts16(p as Uint16Array, pp as Uint16Array, fmt.mantBits, R1) : null;
+    const K = nativeKernels();
+    if (K) {
+      // tokens and rebuild in one compiled pass; the same checks, in the same order, as below
+      const a = nativeRansArgs(f.rans, f.tables, f.model.groupOf);
+      const o = new Uint16Array(out.buffer, out.byteOffset, n);
+      const pos = K.delta16Decode(f.rans.buf, f.rans.pos, f.rans.end, a.states, f.tables.tab, f.tables.prec, a.base, c ?? (p as Uint16Array), c ? 0 : fmt.mantBits, n, f.extra, p as Uint16Array, o);
+      settleNativeRans(f.rans, a.states, pos);
+      f.rans.finish(what);
+      if (a.states[4] === 1) corrupt('extra-bits section is shorter than the tokens need');
+      if (a.states[4] === 2) corrupt('extra-bits section length does not match the tokens');
+      return;
+    }
+    const tok = new Uint8Array(n);
     ransDecodeTokens(f.rans, f.tables, f.model.groupOf, c ?? (p as Uint16Array), c ? 0 : fmt.mantBits, n, tok);
     f.rans.finish(what);
     rebuild16(new Uint16Array(out.buffer, out.byteOffset, n), tok, p as Uint16Array, f.extra);
   } else {
     const c = contexts32(p as Uint32Array, pp as Uint32Array | null, fmt.mantBits, R1);
+    const K = nativeKernels();
+    if (K) {
+      const a = nativeRansArgs(f.rans, f.tables, f.model.groupOf);
+      const o = new Uint32Array(out.buffer, out.byteOffset, n);
+      settleNativeRans(f.rans, a.states, K.delta32Decode(f.rans.buf, f.rans.pos, f.rans.end, a.states, f.tables.tab, f.tables.prec, a.base, c, 0, n, f.extra, p as Uint32Array, o));
+      f.rans.finish(what);
+      if (a.states[4] !== 0) corrupt('extra-bits section length does not match the tokens');
+      return;
+    }
+    const tok = new Uint8Array(n);
     ransDecodeTokens(f.rans, f.tables, f.model.groupOf, c, 0, n, tok);
     f.rans.finish(what);
     rebuild32(new Uint32Array(out.buffer, out.byteOffset, n), tok, p as Uint32Array, f.extra);

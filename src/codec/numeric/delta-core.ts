@@ -28,6 +28,7 @@
  */
 import { ExtraBits } from './frame.js';
 import { corrupt } from '../entropy/bitio.js';
+import { nativeKernels } from '../kernels.js';
 
 // Local copy of frame.DIRECT: under tsx, imported bindings are read through
 // getter calls, which cost ~25% of a hot loop.
@@ -74,6 +75,15 @@ export interface TokenStreams {
  * Encoder and decoder both call this (the decoder before decoding tokens).
  */
 export function contexts16(p: Uint16Array, pp: Uint16Array, ctxShift: number, ctxStride: number): Uint16Array {
+  const K = nativeKernels();
+  if (!K) return contexts16Js(p, pp, ctxShift, ctxStride);
+  const ctx = new Uint16Array(p.length);
+  K.contexts16(p, pp, ctxShift, ctxStride, ctx);
+  return ctx;
+}
+
+/** The reference: contexts16 in plain JS. */
+export function contexts16Js(p: Uint16Array, pp: Uint16Array, ctxShift: number, ctxStride: number): Uint16Array {
   const n = p.length;
   const ctx = new Uint16Array(n);
   for (let i = 0; i < n; i++) {
@@ -91,6 +101,15 @@ export function contexts16(p: Uint16Array, pp: Uint16Array, ctxShift: number, ct
 }
 
 export function contexts32(p: Uint32Array, pp: Uint32Array | null, ctxShift: number, ctxStride: number): Uint16Array {
+  const K = nativeKernels();
+  if (!K) return contexts32Js(p, pp, ctxShift, ctxStride);
+  const ctx = new Uint16Array(p.length);
+  K.contexts32(p, pp, ctxShift, ctxStride, ctx);
+  return ctx;
+}
+
+/** The reference: contexts32 in plain JS. */
+export function contexts32Js(p: Uint32Array, pp: Uint32Array | null, ctxShift: number, ctxStride: number): Uint16Array {
   const n = p.length;
   const ctx = new Uint16Array(n);
   for (let i = 0; i < n; i++) {
@@ -114,6 +133,18 @@ export function contexts32(p: Uint32Array, pp: Uint32Array | null, ctxShift: num
  * the raw context is p >>> ctxShift; otherwise ctx[i]. R*S = hist size.
  */
 export function tokenise16(x: Uint16Array, p: Uint16Array, ctx: Uint16Array | null, ctxShift: number, R: number, S: number): TokenStreams {
+  const K = nativeKernels();
+  if (!K) return tokenise16Js(x, p, ctx, ctxShift, R, S);
+  const n = x.length;
+  const tok = new Uint8Array(n);
+  const hist = new Uint32Array(R * S);
+  const buf = new Uint8Array(((n * 14) >>> 3) + 8);
+  const len = K.tokenise16(x, p, ctx, ctxShift, S, tok, hist, buf);
+  return { tok, ctx, hist, extra: buf.subarray(0, len) };
+}
+
+/** The reference: tokenise16 in plain JS. */
+export function tokenise16Js(x: Uint16Array, p: Uint16Array, ctx: Uint16Array | null, ctxShift: number, R: number, S: number): TokenStreams {
   const n = x.length;
   const tok = new Uint8Array(n);
   const hist = new Uint32Array(R * S);
@@ -176,6 +207,22 @@ export function rebuild16(out: Uint16Array, tok: Uint8Array, p: Uint16Array, ext
 
 /** 32-bit counterpart of tokenise16 (float32 values; deltas up to 32 bits); ctx always given. */
 export function tokenise32(x: Uint32Array, p: Uint32Array, ctx: Uint16Array, R: number, S: number): TokenStreams {
+  const K = nativeKernels();
+  if (!K) return tokenise32Js(x, p, ctx, R, S);
+  const n = x.length;
+  const tok = new Uint8Array(n);
+  const hist = new Uint32Array(R * S);
+  const eb = new ExtraBits(n * 30);
+  const st = new Float64Array(3);
+  K.tokenise32(x, p, ctx, S, tok, hist, eb.buf, st);
+  eb.pos = st[0]!;
+  eb.acc = st[1]!;
+  eb.n = st[2]!;
+  return { tok, ctx, hist, extra: eb.finish() };
+}
+
+/** The reference: tokenise32 in plain JS. */
+export function tokenise32Js(x: Uint32Array, p: Uint32Array, ctx: Uint16Array, R: number, S: number): TokenStreams {
   const n = x.length;
   const tok = new Uint8Array(n);
   const hist = new Uint32Array(R * S);

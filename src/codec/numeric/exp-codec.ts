@@ -20,11 +20,12 @@
  */
 import { corrupt } from '../entropy/bitio.js';
 import { buildModel, type ModelChoice } from '../entropy/model.js';
-import { ransDecodeTokens, ransEncode } from '../entropy/rans.js';
+import { nativeRansArgs, ransDecodeTokens, ransEncode, settleNativeRans } from '../entropy/rans.js';
 import type { Codec } from '../types.js';
 import { floatFormat, view16, view32, type FloatFormat } from './float.js';
 import { readFrame, writeFrame } from './frame.js';
 import { allocating, intoAligned } from '../decode-into.js';
+import { nativeKernels } from '../kernels.js';
 
 const ORDER1 = new Int32Array([0]);
 const GROUP0 = new Uint16Array(1);
@@ -42,15 +43,22 @@ function encodeExp(raw: Uint8Array, fmt: FloatFormat): Uint8Array {
   const mmask = (1 << mant) - 1;
   const v: Uint16Array | Uint32Array = W === 16 ? view16(raw) : view32(raw);
   const emask = (1 << fmt.expBits) - 1;
+  const K = nativeKernels();
   let orm = 0;
   let emin = emask;
   let emax = 0;
-  for (let i = 0; i < n; i++) {
-    const u = v[i]!;
-    orm |= u & mmask;
-    const e = (u >>> mant) & emask;
-    if (e < emin) emin = e;
-    if (e > emax) emax = e;
+  if (K) {
+    const r = new Int32Array(3);
+    K.expScan(v, mant, emask, r);
+    [orm, emin, emax] = [r[0]!, r[1]!, r[2]!];
+  } else {
+    for (let i = 0; i < n; i++) {
+      const u = v[i]!;
+      orm |= u & mmask;
+      const e = (u >>> mant) & emask;
+      if (e < emin) emin = e;
+      if (e > emax) emax = e;
+    }
   }
   // common trailing zero bits of the mantissa field
   const t = orm === 0 ? mant : 31 - Math.clz32(orm & -orm);
@@ -58,14 +66,21 @@ function encodeExp(raw: Uint8Array, fmt: FloatFormat): Uint8Array {
   const span = emax - emin + 1;
   // Candidate k: histogram each, keep the cheapest estimate (entropy + table + raw bits).
   let best: { k: number; model: ModelChoice; bits: number } | undefined;
+  // Compiled: one pass for the largest k; a smaller k's histogram is its sums of 2^(kmax-k) neighbours.
+  let kmax = 0;
+  while (kmax < 2 && kmax < kept && span << (kmax + 1) <= 256) kmax++;
+  const histMax = K ? new Uint32Array(span << kmax) : undefined;
+  if (K && histMax) K.expHist(v, mant, emask, emin, t, kmax, kept - kmax, histMax);
   for (let k = 0; k <= 2 && k <= kept && span << k <= 256; k++) {
     const S = span << k;
     const hist = new Uint32Array(S);
     const low = kept - k;
-    for (let i = 0; i < n; i++) {
-      const u = v[i]!;
-      hist[((((u >>> mant) & emask) - emin) << k) | (((u & mmask) >>> t) >>> low)]!++;
-    }
+    if (histMax) for (let j = 0; j < histMax.length; j++) hist[j >>> (kmax - k)]! += histMax[j]!;
+    else
+      for (let i = 0; i < n; i++) {
+        const u = v[i]!;
+        hist[((((u >>> mant) & emask) - emin) << k) | (((u & mmask) >>> t) >>> low)]!++;
+      }
     const model = buildModel(hist, 1, S, ORDER1, 1);
     const bits = model.costBits + n * (1 + low);
     if (!best || bits < best.bits) best = { k, model, bits };
@@ -77,23 +92,26 @@ function encodeExp(raw: Uint8Array, fmt: FloatFormat): Uint8Array {
   const tok = new Uint8Array(n);
   const buf = new Uint8Array(((n * rawBits) >>> 3) + 8);
   let bpos = 0;
-  let acc = 0;
-  let nacc = 0;
   const signShift = W - 1;
-  for (let i = 0; i < n; i++) {
-    const u = v[i]!;
-    const m = (u & mmask) >>> t;
-    tok[i] = ((((u >>> mant) & emask) - emin) << k) | (m >>> low);
-    // sign in bit 0, then the low mantissa bits
-    acc |= ((u >>> signShift) | ((m & lowMask) << 1)) << nacc;
-    nacc += rawBits;
-    while (nacc >= 8) {
-      buf[bpos++] = acc & 0xff;
-      acc >>>= 8;
-      nacc -= 8;
+  if (K) bpos = K.expPack(v, mant, emask, emin, t, k, low, signShift, tok, buf);
+  else {
+    let acc = 0;
+    let nacc = 0;
+    for (let i = 0; i < n; i++) {
+      const u = v[i]!;
+      const m = (u & mmask) >>> t;
+      tok[i] = ((((u >>> mant) & emask) - emin) << k) | (m >>> low);
+      // sign in bit 0, then the low mantissa bits
+      acc |= ((u >>> signShift) | ((m & lowMask) << 1)) << nacc;
+      nacc += rawBits;
+      while (nacc >= 8) {
+        buf[bpos++] = acc & 0xff;
+        acc >>>= 8;
+        nacc -= 8;
+      }
     }
+    if (nacc > 0) buf[bpos++] = acc;
   }
-  if (nacc > 0) buf[bpos++] = acc;
   const rans = ransEncode(tok, null, 0, n, model.model);
   return writeFrame(t | (k << 5), n, model, rans, buf.subarray(0, bpos), [emin]);
 }
@@ -124,15 +142,24 @@ function decodeExp(payload: Uint8Array, out: Uint8Array, fmt: FloatFormat): void
   // Tokens whose exponent would overflow the field mean a damaged payload.
   const S = f.model.alphabet;
   for (let s = ((emask - emin + 1) << k); s < S; s++) if (f.model.freq[s]! > 0) corrupt('float-exp payload: exponent out of range');
+  const extra = f.extra;
+  const o: Uint16Array | Uint32Array = W === 16 ? new Uint16Array(out.buffer, out.byteOffset, n) : new Uint32Array(out.buffer, out.byteOffset, n);
+  const K = nativeKernels();
+  if (K) {
+    // tokens and unpack in one compiled pass; the same checks, in the same order, as below
+    const a = nativeRansArgs(f.rans, f.tables, GROUP0);
+    settleNativeRans(f.rans, a.states, K.expDecode(f.rans.buf, f.rans.pos, f.rans.end, a.states, f.tables.tab, f.tables.prec, a.base, null, 0, n, extra, o, mant, emin, t, k, low));
+    f.rans.finish('float-exp payload');
+    if (a.states[4] !== 0) corrupt('float-exp payload: raw-bits section length does not match');
+    return;
+  }
   const tok = new Uint8Array(n);
   ransDecodeTokens(f.rans, f.tables, GROUP0, null, 0, n, tok);
   f.rans.finish('float-exp payload');
-  const extra = f.extra;
   const elen = extra.length;
   let epos = 0;
   let acc = 0;
   let nacc = 0;
-  const o: Uint16Array | Uint32Array = W === 16 ? new Uint16Array(out.buffer, out.byteOffset, n) : new Uint32Array(out.buffer, out.byteOffset, n);
   const signShift = W - 1;
   for (let i = 0; i < n; i++) {
     while (nacc < rawBits) {

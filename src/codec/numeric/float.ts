@@ -12,6 +12,7 @@
  */
 import { endianness } from 'node:os';
 import { f16ToF32 } from '../../format/dtype-convert.js';
+import { nativeKernels } from '../kernels.js';
 
 if (endianness() !== 'LE') throw new Error('at1 numeric codecs assume a little-endian host (safetensors data is little-endian)');
 
@@ -91,6 +92,18 @@ export function predictionBits(refBytes: Uint8Array, refDtype: string, target: F
   if (refDtype === target.dtype) return target.width === 16 ? view16(refBytes).subarray(0, n) : view32(refBytes).subarray(0, n);
   const src = floatFormat(refDtype);
   if (!src) throw new Error(`no float conversion from ${refDtype}`);
+  const K = nativeKernels();
+  if (K) {
+    const kind = (d: string): number => (d === 'BF16' ? 0 : d === 'F16' ? 1 : 2);
+    const out = target.width === 16 ? new Uint16Array(n) : new Uint32Array(n);
+    K.convertFloats(src.width === 16 ? view16(refBytes).subarray(0, n) : view32(refBytes).subarray(0, n), kind(src.dtype), out, kind(target.dtype));
+    return out;
+  }
+  return predictionBitsJs(refBytes, src, target, n);
+}
+
+/** The reference: predictionBits' conversion in plain JS. */
+export function predictionBitsJs(refBytes: Uint8Array, src: FloatFormat, target: FloatFormat, n: number): Uint16Array | Uint32Array {
   // to float32 first (exact), then narrow
   let f32: Uint32Array;
   if (src.dtype === 'F32') f32 = view32(refBytes).subarray(0, n);

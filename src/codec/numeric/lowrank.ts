@@ -187,11 +187,13 @@ function bitsOf(r: number, ulp: number): number {
  * and rank with the largest net saving, if it exceeds 0.25 bit per value.
  * Full fine-tunes (independent Adam noise) save nothing and are rejected.
  */
-export function detectLowRank(D: Float64Array, ulp: (i: number) => number, n: number, maxRank = 32): LowRankShape | null {
+export function detectLowRank(D: Float64Array, ulp: (i: number) => number, n: number, maxRank = 32, prepare?: (cols: number, rsMax: number, csMax: number) => void): LowRankShape | null {
   // Stage 1, every candidate width: 4 components on a 24x48 sample (~0.1 ms each).
+  // (`prepare`, when given, is told which grid of D is read next: lowrank-gate.ts fills only those entries.)
   const cands: { cols: number; gain: number }[] = [];
   for (let cols = 16; cols * 16 <= n; cols += 8) {
     if (n % cols !== 0) continue;
+    prepare?.(cols, 24, 48);
     const g = heldOutGain(D, ulp, n / cols, cols, 4, 24, 48, 2);
     if (g && g.gain > 0.1 * LOG_ONE) cands.push({ cols, gain: g.gain });
   }
@@ -200,6 +202,7 @@ export function detectLowRank(D: Float64Array, ulp: (i: number) => number, n: nu
   let best: LowRankShape | null = null;
   let bestGain = 0.25 * LOG_ONE;
   for (const { cols } of cands.slice(0, 2)) {
+    prepare?.(cols, 48, 64);
     const g = heldOutGain(D, ulp, n / cols, cols, Math.min(maxRank, 16), 48, 64, 4);
     if (g && g.gain > bestGain) {
       bestGain = g.gain;

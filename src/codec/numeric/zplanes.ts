@@ -14,6 +14,7 @@
  * a hostile frame cannot make the decoder allocate more than the chunk size.
  */
 import { zstdCompress as compressAt, zstdDecompressInto } from '../zstd.js';
+import { nativeKernels } from '../kernels.js';
 
 export { zstdDecompressInto };
 
@@ -31,6 +32,16 @@ export function zstdCompress(src: Uint8Array, level = FAST_ZSTD_LEVEL): Uint8Arr
  * more than zstd's 1.2 ns on both planes together).
  */
 export function diffPlanes16(x: Uint16Array, p: Uint16Array): [Uint8Array, Uint8Array] {
+  const K = nativeKernels();
+  if (!K) return diffPlanes16Js(x, p);
+  const hi = new Uint8Array(x.length);
+  const lo = new Uint8Array(x.length);
+  K.diffPlanes16(x, p, hi, lo);
+  return [hi, lo];
+}
+
+/** The reference: diffPlanes16 in plain JS. */
+export function diffPlanes16Js(x: Uint16Array, p: Uint16Array): [Uint8Array, Uint8Array] {
   const n = x.length;
   const m = n >>> 1;
   const hi = new Uint8Array(2 * m + 2);
@@ -72,6 +83,13 @@ function diffScalar(x: Uint16Array, p: Uint16Array, hi: Uint8Array, lo: Uint8Arr
 }
 
 export function undiffPlanes16(out: Uint16Array, p: Uint16Array, hi: Uint8Array, lo: Uint8Array): void {
+  const K = nativeKernels();
+  if (K) K.undiffPlanes16(out, p, hi, lo);
+  else undiffPlanes16Js(out, p, hi, lo);
+}
+
+/** The reference: undiffPlanes16 in plain JS. */
+export function undiffPlanes16Js(out: Uint16Array, p: Uint16Array, hi: Uint8Array, lo: Uint8Array): void {
   const n = out.length;
   const m = n >>> 2; // groups of four elements: one 32-bit load per plane, two 32-bit stores (12% faster than pairs)
   if ((out.byteOffset & 3) === 0 && (p.byteOffset & 3) === 0 && (hi.byteOffset & 3) === 0 && (lo.byteOffset & 3) === 0) {
@@ -115,6 +133,16 @@ function undiffScalar(out: Uint16Array, p: Uint16Array, hi: Uint8Array, lo: Uint
 
 /** Four byte planes (least significant first) of the zigzag ordered differences of float32 values. */
 export function diffPlanes32(x: Uint32Array, p: Uint32Array): Uint8Array[] {
+  const K = nativeKernels();
+  if (!K) return diffPlanes32Js(x, p);
+  const n = x.length;
+  const pl = [new Uint8Array(n), new Uint8Array(n), new Uint8Array(n), new Uint8Array(n)] as const;
+  K.diffPlanes32(x, p, ...pl);
+  return [...pl];
+}
+
+/** The reference: diffPlanes32 in plain JS. */
+export function diffPlanes32Js(x: Uint32Array, p: Uint32Array): Uint8Array[] {
   const n = x.length;
   const pl = [new Uint8Array(n), new Uint8Array(n), new Uint8Array(n), new Uint8Array(n)] as const;
   const [b0, b1, b2, b3] = pl;
@@ -132,6 +160,13 @@ export function diffPlanes32(x: Uint32Array, p: Uint32Array): Uint8Array[] {
 }
 
 export function undiffPlanes32(out: Uint32Array, p: Uint32Array, pl: readonly Uint8Array[]): void {
+  const K = nativeKernels();
+  if (K) K.undiffPlanes32(out, p, pl[0]!, pl[1]!, pl[2]!, pl[3]!);
+  else undiffPlanes32Js(out, p, pl);
+}
+
+/** The reference: undiffPlanes32 in plain JS. */
+export function undiffPlanes32Js(out: Uint32Array, p: Uint32Array, pl: readonly Uint8Array[]): void {
   const n = out.length;
   const b0 = pl[0]!;
   const b1 = pl[1]!;
