@@ -175,7 +175,8 @@ export async function* decodePieces(source: ChunkSource, pieceList: Iterable<Pie
       if (p.first) {
         if (hasher && stream >= 0) void hasher.digest(stream).catch(() => undefined); // ends a failed tensor's stream
         hash = newSha256();
-        stream = hasher ? hasher.open() : -1;
+        // A packed tensor (all its pieces are slices of pack chunks, small and not in the ring) is hashed here: a round trip per slice would cost more.
+        stream = hasher && !p.slice ? hasher.open() : -1;
         broken = false;
         group = [];
       }
@@ -189,8 +190,8 @@ export async function* decodePieces(source: ChunkSource, pieceList: Iterable<Pie
         continue;
       }
       let digest: string | undefined;
-      if (hasher) {
-        // A slice's bytes are not in the ring (not shared memory): those few are hashed here, into the same stream order.
+      if (hasher && stream >= 0) {
+        // A cache hit is copied into the slot too, so the stream's bytes are always shared memory; anything else is copied there.
         if (bytes.buffer instanceof SharedArrayBuffer) hashed = hasher.update(stream, bytes);
         else await hasher.update(stream, copyShared(bytes));
         if (p.last) {
