@@ -23,7 +23,9 @@ export interface DecodeJob {
   hash: boolean;
   /**
    * Decode into this (header.rawLength bytes). In-process decoding writes
-   * there directly; a pool copies its result there once.
+   * there directly; so does a pool worker when `out` lies in a
+   * SharedArrayBuffer (slot-ring.ts); otherwise a pool copies its result
+   * there once.
    */
   out?: Uint8Array;
   /**
@@ -43,6 +45,8 @@ export interface DecodeResult {
 
 export interface ChunkDecoder {
   decode(job: DecodeJob): Promise<DecodeResult>;
+  /** Decodes on other threads: outputs in a SharedArrayBuffer are written there directly (in-process decoding needs no shared memory). */
+  readonly sharedOutput: boolean;
   /** How many decodes are worth keeping in flight. */
   readonly parallelism: number;
   close(): Promise<void>;
@@ -66,6 +70,7 @@ export const inProcessDecoder: ChunkDecoder = {
     return { bytes, sha256: job.hash ? sha256Hex(bytes) : undefined };
   },
   parallelism: 1,
+  sharedOutput: false,
   close: async () => undefined,
 };
 
@@ -84,13 +89,18 @@ export function pooledDecoder(pool: WorkerPool, parallelism: number): ChunkDecod
         const buf = wholeBuffer(b);
         if (buf && !transfer.includes(buf)) transfer.push(buf);
       }
-      const reply = await pool.run({ kind: 'decode', digest: job.digest, object: job.object, header: job.header, refs: job.refs, hash: job.hash }, transfer);
+      // Shared memory: the worker decodes straight into the caller's buffer and sends back only the digest.
+      const into = job.out && job.out.buffer instanceof SharedArrayBuffer ? job.out : undefined;
+      const reply = await pool.run({ kind: 'decode', digest: job.digest, object: job.object, header: job.header, refs: job.refs, hash: job.hash, out: into }, transfer);
       if (reply.kind !== 'decoded') throw new At1Error('E_IO', `object ${job.digest}: unexpected worker reply ${reply.kind}`);
+      if (into) return { bytes: into, sha256: reply.sha256 };
+      if (!reply.bytes) throw new At1Error('E_IO', `object ${job.digest}: the worker sent no bytes`);
       if (!job.out) return { bytes: reply.bytes, sha256: reply.sha256 };
       job.out.set(reply.bytes);
       return { bytes: job.out, sha256: reply.sha256 };
     },
     parallelism,
+    sharedOutput: true,
     close: async () => undefined,
   };
 }

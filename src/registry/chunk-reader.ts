@@ -26,7 +26,7 @@ import { dtypeBits } from '../format/dtype.js';
 import { decodeObjectHeader, HARD_MAX_DEPTH, MAX_HEADER_BYTES, type ObjectHeader } from '../format/object.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { sha256Hex } from '../util/hash.js';
-import { inProcessDecoder, type ChunkDecoder } from './chunk-decoder.js';
+import { inProcessDecoder, type ChunkDecoder, type DecodeResult } from './chunk-decoder.js';
 
 export interface DecodedChunk {
   bytes: Uint8Array;
@@ -83,8 +83,65 @@ export class DecodeMemo {
   private readonly done = new Map<string, MemoEntry>();
   private readonly pending = new Map<string, Promise<MemoEntry>>();
   private bytes = 0;
+  /**
+   * Shared buffers of references decoded on workers (takeShared), and who
+   * uses each: decodes holding it as a reference (`users`), whether the memo
+   * keeps it, whether it was handed to a caller (then it is the caller's and
+   * never reused). A buffer is reused only when none of these holds it.
+   */
+  private readonly shared = new Map<Uint8Array, { users: number; kept: boolean; escaped: boolean }>();
+  private readonly spare: Uint8Array[] = [];
+  private spareBytes = 0;
 
   constructor(readonly capacity = DECODE_MEMO_BYTES) {}
+
+  /**
+   * A buffer in shared memory for a reference decoded on a worker: the next
+   * decode sends it to its worker without a copy. Reused from references the
+   * memo dropped, so a restore's references cost no allocation per chunk
+   * once the memo is full.
+   */
+  takeShared(length: number): Uint8Array {
+    const i = this.spare.findIndex((b) => b.length === length);
+    const b = i >= 0 ? this.spare.splice(i, 1)[0]! : new Uint8Array(new SharedArrayBuffer(length));
+    if (i >= 0) this.spareBytes -= length;
+    this.shared.set(b, { users: 0, kept: false, escaped: false });
+    return b;
+  }
+
+  /** A decode uses `b` as a reference until it calls `unhold`. */
+  hold(b: Uint8Array): void {
+    const s = this.shared.get(b);
+    if (s) s.users++;
+  }
+
+  unhold(b: Uint8Array): void {
+    const s = this.shared.get(b);
+    if (!s) return;
+    s.users--;
+    this.recycle(b);
+  }
+
+  /** `b` was handed to a caller outside the chain: never reuse it. */
+  escape(b: Uint8Array): void {
+    this.shared.delete(b);
+  }
+
+  private recycle(b: Uint8Array): void {
+    const s = this.shared.get(b);
+    if (!s || s.users > 0 || s.kept || s.escaped) return;
+    this.shared.delete(b);
+    if (this.spareBytes + b.length > this.capacity / 4) return; // enough spares: let it go
+    this.spare.push(b);
+    this.spareBytes += b.length;
+  }
+
+  private dropped(b: Uint8Array): void {
+    const s = this.shared.get(b);
+    if (!s) return;
+    s.kept = false;
+    this.recycle(b);
+  }
 
   get(digest: string): MemoEntry | undefined {
     const hit = this.done.get(digest);
@@ -114,13 +171,17 @@ export class DecodeMemo {
     if (old) {
       this.bytes -= old.bytes.length;
       this.done.delete(digest);
+      if (old.bytes !== entry.bytes) this.dropped(old.bytes);
     }
     this.done.set(digest, entry);
+    const s = this.shared.get(entry.bytes);
+    if (s) s.kept = true;
     this.bytes += entry.bytes.length;
     for (const [k, v] of this.done) {
       if (this.bytes <= this.capacity) break;
       this.done.delete(k);
       this.bytes -= v.bytes.length;
+      this.dropped(v.bytes);
     }
     return true;
   }
@@ -130,6 +191,7 @@ export class DecodeMemo {
     if (!old) return;
     this.done.delete(digest);
     this.bytes -= old.bytes.length;
+    this.dropped(old.bytes);
   }
 
   /** Bytes held now (for tests and benches). */
@@ -287,6 +349,7 @@ export class ChunkReader {
         out.set(hit.bytes);
         return { bytes: out, header: hit.header, own: false };
       }
+      this.lend(memo, hit.bytes, path);
       return { bytes: hit.bytes, header: hit.header, own: false };
     }
     if (out || mode.verifyRefs) return this.decodeFresh(digest, expectedLength, maxDepth, mode, memo, out, path);
@@ -295,7 +358,14 @@ export class ChunkReader {
     memo.track(digest, p);
     const entry = await p;
     memo.remember(digest, entry);
+    this.lend(memo, entry.bytes, path);
     return { bytes: entry.bytes, header: entry.header, own: false };
+  }
+
+  /** Memo bytes going out: to a decode as a reference (held until it is done with them, see decodeFresh), or to a caller, whose they then are. */
+  private lend(memo: DecodeMemo, bytes: Uint8Array, path: readonly string[]): void {
+    if (path.length > 0) memo.hold(bytes);
+    else memo.escape(bytes);
   }
 
   private async decodeFresh(digest: string, expectedLength: number | undefined, maxDepth: number, mode: Mode, memo: DecodeMemo, out?: Uint8Array, path: readonly string[] = []): Promise<Decoded> {
@@ -314,7 +384,16 @@ export class ChunkReader {
       }),
     );
     const refChunks: RefChunk[] = header.refs.map((r, i) => ({ dtype: r.dtype, bytes: refs[i]!.bytes }));
-    const { bytes, sha256 } = await this.decoder.decode({ digest, object, header, refs: refChunks, hash: mode.verify, out, disposableRefs: refs.every((r) => r.own) });
+    // A reference decoded on a worker goes to the memo in shared memory: the decode it is a reference of sends it to
+    // its worker without a copy, and once no decode holds it and the memo dropped it, the buffer is reused.
+    const target = out ?? (this.decoder.sharedOutput && path.length > 0 && !mode.verify ? memo.takeShared(header.rawLength) : undefined);
+    let decoded: DecodeResult;
+    try {
+      decoded = await this.decoder.decode({ digest, object, header, refs: refChunks, hash: mode.verify, out: target, disposableRefs: refs.every((r) => r.own) });
+    } finally {
+      for (const r of refs) memo.unhold(r.bytes);
+    }
+    const { bytes, sha256 } = decoded;
     if (mode.verify && sha256 !== digest) throw new IntegrityError(`object ${digest} does not decode to its SHA-256`, { object: digest });
     const chunk = { bytes, header };
     // A chunk decoded into a caller's buffer is the caller's: caching it would let their writes change what the cache serves.

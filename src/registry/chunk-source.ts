@@ -8,6 +8,7 @@ import type { ChunkReader } from './chunk-reader.js';
 import { pooledDecoder } from './chunk-decoder.js';
 import { defaultPoolSize, WorkerPool } from './worker-pool.js';
 import type { RegistrySettings } from './settings.js';
+import { workerHasher, type StreamHasher } from './stream-hasher.js';
 
 export interface ChunkSource {
   /** Verified bytes of a chunk (possibly shared with a cache: do not modify). */
@@ -18,6 +19,10 @@ export interface ChunkSource {
   readUnverified(digest: string, length: number, out?: Uint8Array): Promise<Uint8Array>;
   /** How many reads to keep in flight. */
   readonly window: number;
+  /** Decodes on worker threads: an `out` in a SharedArrayBuffer is decoded into directly, so output buffers should be shared (slot-ring.ts). Absent: in-process. */
+  readonly sharedOutput?: boolean;
+  /** Where a restore hashes tensors decoded into shared memory, off the main thread (stream-hasher.ts); absent: the caller hashes. */
+  readonly hasher?: StreamHasher;
   close(): Promise<void>;
 }
 
@@ -54,6 +59,7 @@ export function readerSource(reader: ChunkReader, window = isRemote(reader) ? RE
     readInto: (d, out) => reader.readInto(d, out),
     readUnverified: (d, n, out) => reader.readUnverified(d, n, out),
     window,
+    sharedOutput: reader.decoder.sharedOutput,
     close: async () => undefined,
   };
 }
@@ -73,7 +79,8 @@ export function chunkSource(reader: ChunkReader, totalBytes: number, settings: P
   const pool = new WorkerPool(defaultPoolSize('decode', settings.threads));
   const window = Math.max(pool.size * READS_PER_WORKER, isRemote(reader) ? REMOTE_WINDOW : 0);
   const source = readerSource(reader.withDecoder(pooledDecoder(pool, pool.size)), window);
-  return { ...source, close: () => pool.close() };
+  const hasher = workerHasher();
+  return { ...source, hasher, close: async () => void (await Promise.all([pool.close(), hasher.close()])) };
 }
 
 /**

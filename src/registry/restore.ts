@@ -15,7 +15,7 @@ import type { VersionManifest } from './manifest.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
 import { chunkSource, type ChunkSource } from './chunk-source.js';
-import { readFile } from './decode-pipeline.js';
+import { readFile, readFileResults } from './decode-pipeline.js';
 
 /** A one-file version as a verified byte stream (for servers and pipes); the last read throws if any check fails. */
 export function streamVersion(reg: Registry, name: string): AsyncGenerator<Uint8Array> {
@@ -25,6 +25,13 @@ export function streamVersion(reg: Registry, name: string): AsyncGenerator<Uint8
     yield* readFile(reg, m, m.files[0]!);
   });
 }
+
+/**
+ * A restore decodes into a ring of buffers (no allocation per chunk) and
+ * lends each chunk's buffer to its write until the write has it; writes in
+ * flight overlap the next chunks' decoding and hashing.
+ */
+const RING = { reuseBuffers: true, lentSlots: AtomicFileWriter.maxPendingWrites } as const;
 
 export interface GetOptions {
   onProgress?: ProgressFn;
@@ -61,8 +68,9 @@ async function getUnderLease(reg: Registry, name: string, out: string, opts: Get
   let source: ChunkSource | undefined;
   try {
     source = chunkSource(reg.reader.withMemo(), f.size, reg.settings); // one memo per restore: each object decoded once
-    for await (const part of readFile(reg, m, f, source)) {
-      await w.write(part);
+    for await (const part of readFileResults(m, f, source, RING)) {
+      const { copied } = await w.writeLent(part.bytes);
+      part.lend?.(copied); // its buffer goes back to the ring once the write has it
       opts.onProgress?.({ label: `get ${name}`, done: w.bytesWritten, total: f.size, unit: 'bytes' });
     }
     await w.commit();
@@ -97,9 +105,10 @@ async function getDirectory(reg: Registry, m: VersionManifest, out: string, opts
       await fsCall('create the directory for', shown, () => mkdir(dirname(target), { recursive: true }));
       const w = await AtomicFileWriter.create(target, shown);
       try {
-        for await (const part of readFile(reg, m, f, source)) {
-          await w.write(part);
-          done += part.length;
+        for await (const part of readFileResults(m, f, source, RING)) {
+          const { copied } = await w.writeLent(part.bytes);
+          part.lend?.(copied);
+          done += part.bytes.length;
           opts.onProgress?.({ label: `get ${m.name}`, done, total, unit: 'bytes' });
         }
         await w.commit();

@@ -1,8 +1,9 @@
 /**
  * verify: recompute every digest of a version from its stored objects —
  * each chunk against its object name, each tensor against its recorded
- * SHA-256, each file as a whole — and report every failure by name rather
- * than stopping at the first.
+ * SHA-256, each file as a whole, and each file's header against the
+ * manifest's tensor table — and report every failure by name rather than
+ * stopping at the first.
  */
 import { At1Error } from '../errors.js';
 import { newSha256 } from '../util/hash.js';
@@ -11,7 +12,7 @@ import { chunkSource, type ChunkSource } from './chunk-source.js';
 import type { VersionManifest } from './manifest.js';
 import type { ProgressFn } from './progress.js';
 import type { Registry } from './registry.js';
-import { decodePieces, filePieces } from './decode-pipeline.js';
+import { checkPlacement, concatBytes, decodePieces, filePieces, type DecodeOptions } from './decode-pipeline.js';
 
 export interface VerifyFailure {
   version: string;
@@ -34,7 +35,12 @@ export interface VerifyReport {
   versions: VersionVerdict[];
 }
 
-export async function verifyVersion(source: ChunkSource, m: VersionManifest, onBytes: (n: number) => void, signal?: AbortSignal): Promise<VersionVerdict> {
+/**
+ * `opts.reuseBuffers` decodes into a ring of buffers (decode-pipeline.ts):
+ * only when this is the last version the source's memo serves, since chunks
+ * decoded into the ring are not kept as the next version's references.
+ */
+export async function verifyVersion(source: ChunkSource, m: VersionManifest, onBytes: (n: number) => void, signal?: AbortSignal, opts: DecodeOptions = {}): Promise<VersionVerdict> {
   const failures: VerifyFailure[] = [];
   let bytes = 0;
   let tensors = 0;
@@ -42,12 +48,24 @@ export async function verifyVersion(source: ChunkSource, m: VersionManifest, onB
     const where = { version: m.name, file: f.path };
     const fileHash = newSha256();
     const before = failures.length;
+    // The same placement check as a restore's (FORMAT.md §9): a manifest whose tensor table disagrees with the file's header fails both.
+    const header: Uint8Array[] | undefined = f.kind === 'safetensors' ? [] : undefined;
     if (f.kind === 'safetensors') tensors += f.tensors.length;
-    for await (const r of decodePieces(source, filePieces(f), where)) {
+    for await (const r of decodePieces(source, filePieces(f), where, opts)) {
       signal?.throwIfAborted();
       if (r.error) {
         failures.push({ ...where, tensor: r.piece.tensor?.name, reason: r.error.message });
         continue;
+      }
+      if (header && f.kind === 'safetensors' && r.piece.blob === f.header) {
+        header.push(r.bytes!.slice());
+        if (r.piece.last) {
+          try {
+            checkPlacement(f, concatBytes(header), where);
+          } catch (e) {
+            failures.push({ ...where, reason: e instanceof Error ? e.message : String(e) });
+          }
+        }
       }
       fileHash.update(r.bytes!);
       bytes += r.bytes!.length;
@@ -79,12 +97,12 @@ async function verifyUnderLease(reg: Registry, name: string | undefined, onProgr
   // Its memo spans every version verified: a version's chunks are decoded once, for their own check and as the next version's references.
   const source = chunkSource(new ChunkReader(reg.store).withMemo(), total, reg.settings);
   try {
-    for (const m of manifests) {
+    for (const [i, m] of manifests.entries()) {
       versions.push(
         await verifyVersion(source, m, (n) => {
           done += n;
           onProgress?.({ label: `verify ${m.name}`, done, total, unit: 'bytes' });
-        }, signal),
+        }, signal, { reuseBuffers: i === manifests.length - 1 }),
       );
     }
   } finally {

@@ -174,6 +174,16 @@ export class AtomicFileWriter {
    * modified afterwards. Errors surface on a later write or on commit.
    */
   async write(data: Uint8Array): Promise<void> {
+    await this.writeLent(data);
+  }
+
+  /**
+   * As `write`, for a caller that lends `data` and reuses its buffer later
+   * (a restore's ring of decode buffers): `copied` settles once the write
+   * has finished with `data` (done or failed; a failure surfaces as with
+   * `write`), and only then may the caller change it.
+   */
+  async writeLent(data: Uint8Array): Promise<{ copied: Promise<void> }> {
     if (this.failure) throw this.failure;
     const at = this.position;
     this.position += data.length;
@@ -190,7 +200,11 @@ export class AtomicFileWriter {
       );
     }
     if (this.failure) throw this.failure;
+    return { copied: p };
   }
+
+  /** Writes in flight at most (a caller lending buffers keeps this many more). */
+  static readonly maxPendingWrites = MAX_PENDING_WRITES;
 
   private async writeAt(data: Uint8Array, at: number): Promise<void> {
     let off = 0;
