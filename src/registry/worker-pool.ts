@@ -47,8 +47,8 @@ export class WorkerPool {
   private nextId = 0;
   private failed: unknown;
 
-  constructor(size = defaultPoolSize()) {
-    const source = workerSource();
+  /** `source`: the workers' script (eval'd ES module text); default chunk-worker.ts through the TypeScript loader. */
+  constructor(size = defaultPoolSize(), source = workerSource()) {
     for (let i = 0; i < size; i++) {
       const w = new Worker(source, { eval: true });
       w.on('message', (m: { id: number; ok: boolean; reply?: WorkerReply; error?: { code: ErrorCode; message: string; where?: Record<string, string> } }) => {
