@@ -42,6 +42,11 @@ export interface NativeCodecKernels {
 
 export const NATIVE_ADDON_PATH = fileURLToPath(new URL('../../build/Release/at1_codec_kernels.node', import.meta.url));
 
+/** The addon to load: AT1_KERNELS_ADDON names another build of the same source (scripts/kernels-sanitized.sh builds one with ASan and UBSan). */
+export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env['AT1_KERNELS_ADDON'] || NATIVE_ADDON_PATH;
+}
+
 export type KernelChoice = 'js' | 'native' | 'auto';
 
 export function kernelChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): KernelChoice {
@@ -55,7 +60,7 @@ let loaded: { kernels: NativeCodecKernels | null; error?: Error } | undefined;
 export function loadNativeCodecKernels(): { kernels: NativeCodecKernels | null; error?: Error } {
   if (!loaded) {
     try {
-      loaded = { kernels: createRequire(import.meta.url)(NATIVE_ADDON_PATH) as NativeCodecKernels };
+      loaded = { kernels: createRequire(import.meta.url)(addonPath()) as NativeCodecKernels };
     } catch (e) {
       loaded = { kernels: null, error: e instanceof Error ? e : new Error(String(e)) };
     }
