@@ -95,6 +95,8 @@ export { ArchiveReader, ArchiveWriter, readArchiveBytes, writeArchiveBytes, type
 export { treeStreamPlan, treeStream, unpackTree, type TreeEntry, type TreePlan } from './lmcodec/tree-stream.js';
 export { ArithmeticEncoder, ArithmeticDecoder, MAX_TOTAL as ARITHMETIC_MAX_TOTAL } from './codec/entropy/arithmetic.js';
 export { detExp, detLog, detPow, detSinCos } from './kernels/det-math.js';
+export { parseKernelChoice, type KernelChoice } from './kernels/codec-native.js';
+export { codecKernelsInUse, useCodecKernels } from './codec/kernels.js';
 // Serving a registry over HTTP (`at1 serve`): the v1 API, Hub-compatible routes, the page.
 // Loaded on first use, so the other commands do not load the HTTP stack.
 export type { RunningServer } from './server/server.js';

@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { codecById } from '../src/codec/index.js';
 import { codecKernelsInUse, nativeKernels, useCodecKernels } from '../src/codec/kernels.js';
 import type { ChunkContext, Level } from '../src/codec/types.js';
@@ -24,9 +25,11 @@ import { f32ToBf16, f32ToF16, floatFormat, predictionBits, predictionBitsJs, typ
 import { loadNativeCodecKernels } from '../src/kernels/codec-native.js';
 import { joinPlanes, joinPlanesJs, splitPlanes, splitPlanesJs } from '../src/codec/byte-planes.js';
 import { parseSafetensorsHeader } from '../src/format/safetensors.js';
-import { EMBEDDED } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { EMBEDDED, tempDir } from './helpers.js';
 import { rng } from '../bench/synthetic.js';
 
+const REPO = fileURLToPath(new URL('..', import.meta.url));
 const loaded = loadNativeCodecKernels();
 const required = process.env['AT1_REQUIRE_NATIVE'] === '1' || process.env['AT1_KERNELS'] === 'native';
 const skip = loaded.kernels ? false : `the compiled codec kernels are not built (${loaded.error?.message.split('\n')[0] ?? ''})`;
@@ -342,4 +345,17 @@ test('the addon refuses arguments of the wrong type or size instead of touching 
   assert.throws(() => K.undiffPlanes16(new Uint8Array(10) as unknown as Uint16Array, new Uint16Array(10), new Uint8Array(10), new Uint8Array(10)), /wrong type/);
   assert.throws(() => K.tokenise16(new Uint16Array(100), new Uint16Array(100), null, 7, 40, new Uint8Array(100), new Uint32Array(512 * 40), new Uint8Array(10)), /out of range/);
   assert.throws(() => K.ransEncode(new Uint8Array(8), null, 0, 8, new Int32Array(4), new Int32Array(1), 12, new Uint8Array(20)), /out of range/);
+});
+
+test('AT1_KERNELS: a malformed value and an unmet `native` are refused before the command runs, exit 2, naming the variable', (t) => {
+  const run = (env: Record<string, string>): { status: number; stderr: string } => {
+    const r = spawnSync(process.execPath, [join(REPO, 'bin/at1.js'), 'registry', 'list', join(REPO, 'no-such-registry')], { encoding: 'utf8', env: { ...process.env, ...env } });
+    return { status: r.status ?? -1, stderr: r.stderr };
+  };
+  const bad = run({ AT1_KERNELS: 'fastest' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /AT1_KERNELS="fastest" must be js/);
+  const missing = run({ AT1_KERNELS: 'native', AT1_KERNELS_ADDON: join(tempDir(t), 'absent.node') });
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /AT1_KERNELS=native, but the compiled codec kernels did not load/);
 });

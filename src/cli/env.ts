@@ -13,10 +13,11 @@
  * | AT1_THREADS       | threads    | worker threads per pool, 1 to 64 (default: from the cores)   |
  * | AT1_WORKERS       | workers    | 1: always use worker threads; 0: never (default: large data) |
  * | AT1_GC_GRACE_MS   | gcGraceMs  | ms gc spares unreachable objects (default 900000; --grace)   |
+ * | AT1_KERNELS       | (process)  | js, native or auto: the codec's loops (codec/kernels.ts)     |
  *
  * An empty value counts as unset.
  */
-import { At1Error, MAX_THREADS, MIN_LEASE_MS, type RegistrySettings } from '../index.js';
+import { At1Error, codecKernelsInUse, MAX_THREADS, MIN_LEASE_MS, parseKernelChoice, type RegistrySettings } from '../index.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -59,6 +60,12 @@ export function settingsFromEnv(env: Env): Partial<RegistrySettings> {
     if (n === undefined || n < 1 || n > MAX_THREADS) throw new At1Error('E_INPUT', `AT1_THREADS=${JSON.stringify(threads)} is not a number of worker threads from 1 to ${MAX_THREADS}`);
     s.threads = n;
   }
+  const kernels = raw(env, 'AT1_KERNELS');
+  // Read by the codec itself in every thread (src/codec/kernels.ts); refused here so that a typo is not silently 'auto'.
+  if (kernels !== undefined && parseKernelChoice(kernels) === undefined)
+    throw new At1Error('E_INPUT', `AT1_KERNELS=${JSON.stringify(kernels)} must be js (the JavaScript loops), native (the compiled ones, or an error) or auto`);
+  // native without the addon: refused before the command starts, not as a decode failure of the first tensor
+  if (kernels === 'native') codecKernelsInUse();
   const workers = raw(env, 'AT1_WORKERS');
   if (workers !== undefined) {
     if (workers !== '0' && workers !== '1') throw new At1Error('E_INPUT', `AT1_WORKERS=${JSON.stringify(workers)} must be 1 (always use worker threads) or 0 (never); unset, they are used for large data`);

@@ -15,23 +15,33 @@ function resolve(choice: KernelChoice): NativeCodecKernels | null {
   if (choice === 'js') return null;
   const { kernels, error } = loadNativeCodecKernels();
   if (!kernels && choice === 'native')
-    throw new At1Error('E_UNSUPPORTED', `AT1_KERNELS=native, but the compiled codec kernels did not load (${error?.message ?? 'unknown error'}); run \`npm rebuild\` or \`npx node-gyp rebuild\` with a C compiler present`);
+    throw new At1Error('E_UNSUPPORTED', `AT1_KERNELS=native, but the compiled codec kernels did not load (${error?.message.split('\n')[0] ?? 'unknown error'}); run \`npm rebuild\` with a C compiler present, or unset AT1_KERNELS`);
   return kernels;
 }
 
-let active: NativeCodecKernels | null = resolve(kernelChoiceFromEnv());
+/** The choice made at load: an AT1_KERNELS=native that cannot be met is an error at the first use, not at import. */
+function initial(): { kernels: NativeCodecKernels | null } | { error: unknown } {
+  try {
+    return { kernels: resolve(kernelChoiceFromEnv()) };
+  } catch (e) {
+    return { error: e };
+  }
+}
+
+let active = initial();
 
 /** The compiled kernels in use, or null for the JS reference. */
 export function nativeKernels(): NativeCodecKernels | null {
-  return active;
+  if ('error' in active) throw active.error;
+  return active.kernels;
 }
 
 /** Switch this thread's codec loops ('js': the reference; 'native': the addon, or an error; 'auto'). */
 export function useCodecKernels(choice: KernelChoice): void {
-  active = resolve(choice);
+  active = { kernels: resolve(choice) };
 }
 
 /** Which implementation runs now. */
 export function codecKernelsInUse(): 'native' | 'js' {
-  return active ? 'native' : 'js';
+  return nativeKernels() ? 'native' : 'js';
 }

@@ -49,9 +49,14 @@ export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
 
 export type KernelChoice = 'js' | 'native' | 'auto';
 
+/** AT1_KERNELS's value as a choice; undefined when it is none of js, native, auto (the CLI refuses such a value, cli/env.ts). */
+export function parseKernelChoice(v: string | undefined): KernelChoice | undefined {
+  if (v === undefined || v === '' || v === 'auto') return 'auto';
+  return v === 'js' || v === 'native' ? v : undefined;
+}
+
 export function kernelChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): KernelChoice {
-  const v = env['AT1_KERNELS'];
-  return v === 'js' || v === 'native' ? v : 'auto';
+  return parseKernelChoice(env['AT1_KERNELS']) ?? 'auto';
 }
 
 let loaded: { kernels: NativeCodecKernels | null; error?: Error } | undefined;
