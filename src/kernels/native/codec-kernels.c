@@ -159,13 +159,21 @@ typedef struct {
   int fast; /* no lookup can leave its array: see rans_init */
 } rans_t;
 
-static void rans_init(rans_t* r) {
+static void rans_init(rans_t* r, size_t n) {
   /*
    * The fast loops need no bounds checks when every row base plus the slot
    * mask is inside the table and every context value has a row; a stream
    * whose tables break that (only a damaged one could) takes the checked loop.
+   * A context source with fewer rows than its 16-bit range (trajectory
+   * contexts: 16 classes x 512) is checked by its largest value instead,
+   * one pass over n values.
    */
-  int fast = r->c == NULL ? (r->tlen > r->mask) : (r->blen > (size_t)(65535u >> r->shift));
+  int fast = r->c == NULL ? (r->tlen > r->mask) : 1;
+  if (fast && r->c && r->blen <= (size_t)(65535u >> r->shift)) {
+    uint32_t top = 0;
+    for (size_t i = 0; i < n; i++) top = r->c[i] > top ? r->c[i] : top;
+    fast = (size_t)(top >> r->shift) < r->blen;
+  }
   if (fast && r->c)
     for (size_t q = 0; q < r->blen && fast; q++)
       if (r->B[q] < 0 || (size_t)r->B[q] + r->mask >= r->tlen) fast = 0;
@@ -282,7 +290,7 @@ static int rans_from_args(napi_env env, napi_value* argv, int64_t n, rans_t* r, 
   r->blen = base.length;
   r->c = (const uint16_t*)src.data;
   r->shift = (unsigned)shift;
-  rans_init(r);
+  rans_init(r, (size_t)n);
   return 1;
 }
 
