@@ -359,3 +359,22 @@ test('AT1_KERNELS: a malformed value and an unmet `native` are refused before th
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /AT1_KERNELS=native, but the compiled codec kernels did not load/);
 });
+
+test('without the addon (none at AT1_KERNELS_ADDON, AT1_KERNELS unset) at1 runs its JS loops: a registry written with the compiled kernels restores byte-exact', (t) => {
+  const dir = tempDir(t);
+  const reg = join(dir, 'reg');
+  const cli = (env: Record<string, string>, ...args: string[]): { status: number; stdout: string; stderr: string } => {
+    const r = spawnSync(process.execPath, [join(REPO, 'bin/at1.js'), ...args], { encoding: 'utf8', env: { ...process.env, AT1_KERNELS: '', ...env } });
+    return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  };
+  assert.equal(cli({}, 'registry', 'init', join(EMBEDDED, 'base.safetensors'), reg).status, 0);
+  assert.equal(cli({}, 'registry', 'add', reg, join(EMBEDDED, 'code-lora.safetensors'), '--name', 'lora').status, 0);
+  const none = { AT1_KERNELS_ADDON: join(dir, 'absent.node') };
+  const out = join(dir, 'lora.safetensors');
+  const got = cli(none, 'registry', 'get', reg, 'lora', '--out', out);
+  assert.equal(got.status, 0, got.stderr);
+  assert.deepEqual(readFileSync(out), readFileSync(join(EMBEDDED, 'code-lora.safetensors')));
+  const v = cli(none, 'registry', 'verify', reg);
+  assert.equal(v.status, 0, v.stderr);
+  assert.match(v.stdout, /integrity: PASS \(SHA-256\)/);
+});
