@@ -21,13 +21,10 @@
  * against the codec on the fixture family.
  */
 import { detectLowRank } from './numeric/lowrank.js';
+import { MAX_RANK, MIN_ELEMENTS, ulpByExponent } from './numeric/lowrank-codec.js';
 import { f16ToF32, floatFormat, predictionBits, view16, view32, type FloatFormat } from './numeric/float.js';
 import type { ChunkContext } from './types.js';
 
-/** lowrank-codec.ts: chunks below this are never coded low-rank. */
-const MIN_ELEMENTS = 1024;
-/** lowrank-codec.ts MAX_RANK (detection uses min(it, 16) components). */
-const MAX_RANK = 64;
 
 /**
  * The delta array handed to detectLowRank, reused between chunks (one per
@@ -46,20 +43,6 @@ function valueOf(bits: number, fmt: FloatFormat): number {
   return f32[0]!;
 }
 
-/** ulp of a value by its exponent field (lowrank-codec.ts ulpByExponent). */
-function ulpTable(fmt: FloatFormat): Float64Array {
-  const E = 1 << fmt.expBits;
-  const bias = (E >>> 1) - 1;
-  const t = new Float64Array(E);
-  for (let e = 0; e < E - 1; e++) {
-    let ulp = 1;
-    const k = Math.max(e, 1) - bias - fmt.mantBits;
-    for (let j = 0; j < -k; j++) ulp /= 2;
-    for (let j = 0; j < k; j++) ulp *= 2;
-    t[e] = ulp;
-  }
-  return t;
-}
 
 /**
  * True when float-lowrank's detection finds a low-rank shape in this chunk
@@ -83,7 +66,7 @@ export function lowRankPossible(raw: Uint8Array, ctx: ChunkContext): boolean {
   const clear = (k: number): void => {
     D[k] = 0;
   };
-  const table = ulpTable(fmt);
+  const table = ulpByExponent(fmt);
   const emask = (1 << fmt.expBits) - 1;
   // Only the grids detection asks for are filled, when it asks: stage 2 runs for at most two widths, and
   // on a chunk without structure for none (filling every grid of both stages up front was ~40% of the gate).

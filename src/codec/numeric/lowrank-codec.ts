@@ -37,8 +37,9 @@ import { detectLowRank, factorise } from './lowrank.js';
 
 const MODE_LOWRANK = 0x40;
 const MODE_RAW = 0xfe;
-const MIN_ELEMENTS = 1024;
-const MAX_RANK = 64;
+/** Chunks below this are never coded low-rank; detection uses min(MAX_RANK, 16) components (lowrank-gate.ts reads both). */
+export const MIN_ELEMENTS = 1024;
+export const MAX_RANK = 64;
 
 const f32buf = new Float32Array(1);
 const u32buf = new Uint32Array(f32buf.buffer);
@@ -160,7 +161,7 @@ function dequantise(bytes: Uint8Array, f32: boolean): Float64Array {
 }
 
 /** The ulp of a value per exponent field (0 for Inf/NaN), exact powers of two built by halving/doubling. */
-function ulpByExponent(fmt: FloatFormat): Float64Array {
+export function ulpByExponent(fmt: FloatFormat): Float64Array {
   const E = 1 << fmt.expBits;
   const bias = (E >>> 1) - 1;
   const t = new Float64Array(E);
