@@ -15,7 +15,7 @@ import { nativeRansArgs, ransDecodeTokens, ransEncode, settleNativeRans } from '
 import { nativeKernels } from '../kernels.js';
 import type { ChunkContext, Codec } from '../types.js';
 import { allocating, intoAligned } from '../decode-into.js';
-import { TRAJ_CLASSES, contexts16, contexts32, rebuild16, rebuild32, tokenise16, tokenise32 } from './delta-core.js';
+import { EXTRA_MISMATCH, EXTRA_SHORT, TRAJ_CLASSES, contexts16, contexts32, rebuild16, rebuild32, tokenise16, tokenise32 } from './delta-core.js';
 import { floatFormat, predictionBits, view16, view32, type FloatFormat } from './float.js';
 import { alphabetFor, readFrame, writeFrame } from './frame.js';
 import { diffPlanes16, diffPlanes32, undiffPlanes16, undiffPlanes32, zstdCompress, zstdDecompressInto } from './zplanes.js';
@@ -156,8 +156,8 @@ export function decodePredicted(
       const pos = K.delta16Decode(f.rans.buf, f.rans.pos, f.rans.end, a.states, f.tables.tab, f.tables.prec, a.base, c ?? (p as Uint16Array), c ? 0 : fmt.mantBits, n, f.extra, p as Uint16Array, o);
       settleNativeRans(f.rans, a.states, pos);
       f.rans.finish(what);
-      if (a.states[4] === 1) corrupt('extra-bits section is shorter than the tokens need');
-      if (a.states[4] === 2) corrupt('extra-bits section length does not match the tokens');
+      if (a.states[4] === 1) corrupt(EXTRA_SHORT);
+      if (a.states[4] === 2) corrupt(EXTRA_MISMATCH);
       return;
     }
     const tok = new Uint8Array(n);
@@ -172,7 +172,7 @@ export function decodePredicted(
       const o = new Uint32Array(out.buffer, out.byteOffset, n);
       settleNativeRans(f.rans, a.states, K.delta32Decode(f.rans.buf, f.rans.pos, f.rans.end, a.states, f.tables.tab, f.tables.prec, a.base, c, 0, n, f.extra, p as Uint32Array, o));
       f.rans.finish(what);
-      if (a.states[4] !== 0) corrupt('extra-bits section length does not match the tokens');
+      if (a.states[4] !== 0) corrupt(EXTRA_MISMATCH);
       return;
     }
     const tok = new Uint8Array(n);

@@ -58,6 +58,10 @@ for (let t = 0; t < DIRECT + 2 * 28; t++) {
   }
 }
 
+/** The two ways an extra-bits section can fail; the compiled decoders report them by number (1, 2) and delta-codec.ts throws these same messages. */
+export const EXTRA_SHORT = 'extra-bits section is shorter than the tokens need';
+export const EXTRA_MISMATCH = 'extra-bits section length does not match the tokens';
+
 /** Trajectory classes: 0 (no move), then sign x min(7, bit length of |p - pp|): 15 classes. */
 export const TRAJ_CLASSES = 16;
 
@@ -193,7 +197,7 @@ export function rebuild16(out: Uint16Array, tok: Uint8Array, p: Uint16Array, ext
   let bp = 0;
   for (let i = 0; i < n; i++) {
     // A damaged payload may ask for more extra bits than the section holds: stop before the window leaves the padding.
-    if (bp >>> 3 > elen) corrupt('extra-bits section is shorter than the tokens need');
+    if (bp >>> 3 > elen) corrupt(EXTRA_SHORT);
     const t = tok[i]!;
     const zz = BASE[t]! | ((dv.getUint32(bp >>> 3, true) >>> (bp & 7)) & MASK[t]!);
     bp += NB[t]!;
@@ -202,7 +206,7 @@ export function rebuild16(out: Uint16Array, tok: Uint8Array, p: Uint16Array, ext
     out[i] = o ^ 0x8000 ^ (((o >>> 15) - 1) & 0x7fff);
   }
   // Every extra byte consumed, none invented (only the last byte is padded).
-  if ((bp + 7) >>> 3 !== extra.length) corrupt('extra-bits section length does not match the tokens');
+  if ((bp + 7) >>> 3 !== extra.length) corrupt(EXTRA_MISMATCH);
 }
 
 /** 32-bit counterpart of tokenise16 (float32 values; deltas up to 32 bits); ctx always given. */
@@ -301,5 +305,5 @@ export function rebuild32(out: Uint32Array, tok: Uint8Array, p: Uint32Array, ext
     const o = (op + ((zz >>> 1) ^ -(zz & 1))) | 0;
     out[i] = o ^ 0x80000000 ^ ((~o >> 31) & 0x7fffffff);
   }
-  if (epos !== elen) corrupt('extra-bits section length does not match the tokens');
+  if (epos !== elen) corrupt(EXTRA_MISMATCH);
 }

@@ -28,6 +28,8 @@ import { allocating, intoAligned } from '../decode-into.js';
 import { nativeKernels } from '../kernels.js';
 
 const ORDER1 = new Int32Array([0]);
+/** Thrown by the JS unpack and, from its status, by the compiled decoder's caller alike. */
+const RAW_BITS_MISMATCH = 'float-exp payload: raw-bits section length does not match';
 const GROUP0 = new Uint16Array(1);
 
 function usable(rawLength: number, dtype: string): FloatFormat | undefined {
@@ -150,7 +152,7 @@ function decodeExp(payload: Uint8Array, out: Uint8Array, fmt: FloatFormat): void
     const a = nativeRansArgs(f.rans, f.tables, GROUP0);
     settleNativeRans(f.rans, a.states, K.expDecode(f.rans.buf, f.rans.pos, f.rans.end, a.states, f.tables.tab, f.tables.prec, a.base, null, 0, n, extra, o, mant, emin, t, k, low));
     f.rans.finish('float-exp payload');
-    if (a.states[4] !== 0) corrupt('float-exp payload: raw-bits section length does not match');
+    if (a.states[4] !== 0) corrupt(RAW_BITS_MISMATCH);
     return;
   }
   const tok = new Uint8Array(n);
@@ -173,7 +175,7 @@ function decodeExp(payload: Uint8Array, out: Uint8Array, fmt: FloatFormat): void
     const tk = tok[i]!;
     o[i] = ((r & 1) << signShift) | (((tk >>> k) + emin) << mant) | ((((tk & kMask) << low) | (r >>> 1)) << t);
   }
-  if (epos !== elen) corrupt('float-exp payload: raw-bits section length does not match');
+  if (epos !== elen) corrupt(RAW_BITS_MISMATCH);
 }
 
 export const floatExpCodec: Codec = {
