@@ -39,7 +39,7 @@ export function ransEncode(tok: Uint8Array, src: Uint16Array | null, shift: numb
   return out.slice(0, len);
 }
 
-/** (group, token) -> frequency and start, interleaved; and per raw context its row offset in that array. */
+/** (group, token) -> frequency and start, interleaved; and per raw context its row offset in that array (a single table when the context source is null). */
 function encodeTables(model: TokenModel): { fc: Int32Array; rowOf: Int32Array } {
   const { alphabet: S, freq, cum, groupOf } = model;
   const G = model.groups;
@@ -55,14 +55,8 @@ function encodeTables(model: TokenModel): { fc: Int32Array; rowOf: Int32Array } 
 
 /** The reference: ransEncode in plain JS (the compiled kernel gives the same bytes). */
 export function ransEncodeJs(tok: Uint8Array, src: Uint16Array | null, shift: number, n: number, model: TokenModel): Uint8Array {
-  const { prec, alphabet: S, freq, cum, groupOf } = model;
-  // (group, token) -> frequency and start, interleaved, and the renormalisation bound per entry
-  const G = model.groups;
-  const fc = new Int32Array(2 * G * S);
-  for (let k = 0; k < G * S; k++) {
-    fc[2 * k] = freq[k]!;
-    fc[2 * k + 1] = cum[k]!;
-  }
+  const { prec } = model;
+  const { fc, rowOf } = encodeTables(model);
   const words = new Uint16Array(n + 8);
   let wp = words.length;
   let x0 = RANS_L;
@@ -71,9 +65,6 @@ export function ransEncodeJs(tok: Uint8Array, src: Uint16Array | null, shift: nu
   let x3 = RANS_L;
   const sh = 1 << (31 - prec); // x_max(f) = f * 2^(31 - prec)
   const M = 1 << prec;
-  // Context -> row offset in fc (a single table when ctx is null).
-  const rowOf = new Int32Array(groupOf.length);
-  for (let r = 0; r < groupOf.length; r++) rowOf[r] = groupOf[r]! * S * 2;
   const c = src ?? new Uint16Array(0);
   const single = src === null;
   // Tail first: elements n4..n-1 use states 0..(n-n4-1); then blocks of 4 backwards.
