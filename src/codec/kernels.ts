@@ -9,13 +9,13 @@
  * tests and benchmarks switch it with useCodecKernels.
  */
 import { At1Error } from '../errors.js';
-import { kernelChoiceFromEnv, loadNativeCodecKernels, type KernelChoice, type NativeCodecKernels } from '../kernels/codec-native.js';
+import { addonPath, kernelChoiceFromEnv, loadNativeCodecKernels, type KernelChoice, type NativeCodecKernels } from '../kernels/codec-native.js';
 
 function resolve(choice: KernelChoice): NativeCodecKernels | null {
   if (choice === 'js') return null;
   const { kernels, error } = loadNativeCodecKernels();
   if (!kernels && choice === 'native')
-    throw new At1Error('E_UNSUPPORTED', `AT1_KERNELS=native, but the compiled codec kernels did not load (${error?.message.split('\n')[0] ?? 'unknown error'}); run \`npm rebuild\` with a C compiler present, or unset AT1_KERNELS`);
+    throw new At1Error('E_UNSUPPORTED', `AT1_KERNELS=native, but the compiled codec kernels did not load from ${addonPath()} (${error?.message.split('\n')[0] ?? 'unknown error'}); run \`npm rebuild\` with a C compiler present, or unset AT1_KERNELS`);
   return kernels;
 }
 
