@@ -281,12 +281,17 @@ export async function* readFile(reg: Registry, m: VersionManifest, f: FileEntry,
 export async function* readFileResults(m: VersionManifest, f: FileEntry, source: ChunkSource, opts: DecodeOptions = {}): AsyncGenerator<PieceResult & { bytes: Uint8Array }> {
   const where = { version: m.name, file: f.path };
   const header: Uint8Array[] | undefined = f.kind === 'safetensors' ? [] : undefined;
+  // The manifest's own claim for the whole file is checked too: without it a manifest whose file digest
+  // was altered restored correct bytes under a wrong reported SHA-256 (the manifest-e2e fuzz target found it).
+  const fileHash = newSha256();
   for await (const r of decodePieces(source, filePieces(f), where, opts)) {
     if (r.error) throw r.error;
     if (header && f.kind === 'safetensors' && r.piece.blob === f.header) {
       header.push(r.bytes!.slice()); // a copy: the slot is reused once this piece is written
       if (r.piece.last) checkPlacement(f, concatBytes(header), where);
     }
+    fileHash.update(r.bytes!); // before the yield: the slot is still this piece's
     yield r as PieceResult & { bytes: Uint8Array };
   }
+  if (fileHash.digest('hex') !== f.sha256) throw new IntegrityError(`version ${m.name}, file ${f.path}: the restored file does not match its SHA-256`, where);
 }
